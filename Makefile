@@ -1,0 +1,47 @@
+# Two commands matter: `make run` (the whole service) and `make test` (the whole suite).
+# Both work on a fresh clone with only Python 3.11: they build .venv and install what is missing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint format train bench evaluate venv-serve venv-dev tools clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Serving needs no TensorFlow: the API and workers install their own lists only.
+$(VENV)/.serve-installed: requirements/api.txt requirements/worker.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/api.txt -r requirements/worker.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements/*.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	touch $@
+
+venv-serve: $(VENV)/.serve-installed
+venv-dev: $(VENV)/.dev-installed
+
+tools:
+	scripts/ensure-tools.sh
+
+run: venv-serve
+	scripts/run.sh
+
+test: venv-dev tools
+	$(BIN)/pytest
+
+lint: venv-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+train: venv-dev
+	$(BIN)/python -m training train --promote
+
+clean:
+	rm -rf $(VENV) test-output .pytest_cache .ruff_cache

@@ -1,0 +1,27 @@
+"""`python -m api`: serve the app with uvicorn using the process's settings."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from api.config import ApiSettings
+
+
+def main() -> None:
+    settings = ApiSettings()
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        log_level=settings.log_level.lower(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Typed access to the per-process objects the lifespan creates."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.config import ApiSettings
+from api.errors import ApiError
+from api.jobs import JobStore
+from api.service import PredictionService
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def get_service(request: Request) -> PredictionService:
+    return request.app.state.service
+
+
+def get_store(request: Request) -> JobStore:
+    return request.app.state.store
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ServiceDep = Annotated[PredictionService, Depends(get_service)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+
+
+def require_api_key(request: Request, settings: SettingsDep) -> None:
+    """When API_KEYS is set, /v1/* needs `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    keys = settings.api_key_set
+    if not keys:
+        return
+    given = request.headers.get("x-api-key", "")
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not any(secrets.compare_digest(given.encode(), key.encode()) for key in keys):
+        raise ApiError(
+            "unauthorized",
+            "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )

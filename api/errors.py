@@ -1,0 +1,86 @@
+"""Domain errors carry their HTTP status; one set of handlers turns them into JSON.
+
+Every error body has the same shape: `{"error": {"code", "message", "index"?}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+
+def json_response(
+    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body), status_code, headers, media_type="application/json")
+
+
+class ApiError(Exception):
+    status_code = 400
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        index: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.index = index
+        self.headers = headers
+        if status_code is not None:
+            self.status_code = status_code
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.index is not None:
+            error["index"] = self.index
+        return {"error": error}
+
+
+class ServiceUnavailable(ApiError):
+    """Redis or the workers cannot take work now: fail fast and say when to retry."""
+
+    status_code = 503
+
+    def __init__(self, code: str, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(code, message, headers={"Retry-After": str(retry_after_s)})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return json_response(exc.body(), exc.status_code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return json_response({"error": {"code": "invalid_request", "message": message}}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return json_response(
+            {"error": {"code": code, "message": str(exc.detail)}}, exc.status_code, exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return json_response(
+            {"error": {"code": "internal_error", "message": "unexpected server error"}}, 500
+        )

@@ -1,0 +1,93 @@
+"""The API's app factory: `uvicorn api.main:create_app --factory` (or `python -m api`)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from api.config import ApiSettings
+from api.dispatch import Dispatcher
+from api.errors import install_error_handlers
+from api.jobs import JobStore
+from api.results import ResultListener
+from api.routes import health, predict
+from api.service import PredictionService
+from api.sweeper import Sweeper, SweepPolicy
+from common.contract import TASK_PREDICT
+from common.logs import configure_logging
+from common.queueing import make_celery
+
+
+def celery_sender(settings: ApiSettings):
+    """A blocking `(queue, payload) -> None` that publishes one task by name, without retries."""
+    celery = make_celery("digits-api", settings.redis_url)
+
+    def send(queue: str, payload: dict) -> None:
+        # NOTE: retry=False: with Redis down the client gets a 503 now, not after ~19 s.
+        celery.send_task(TASK_PREDICT, args=[payload], queue=queue, retry=False, ignore_result=True)
+
+    return send
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    configure_logging("api", settings.log_level, settings.log_json)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeouts = {"socket_connect_timeout": settings.redis_timeout_s}
+        client = Redis.from_url(
+            settings.redis_url, socket_timeout=settings.redis_timeout_s, **timeouts
+        )
+        # The subscription idles between results: it must not have a read timeout.
+        listener_client = Redis.from_url(settings.redis_url, health_check_interval=15, **timeouts)
+        store = JobStore(client, settings.result_ttl_s)
+        listener = ResultListener(listener_client, reply_to=uuid.uuid4().hex)
+        dispatcher = Dispatcher(
+            store,
+            celery_sender(settings),
+            reply_to=listener.reply_to,
+            max_batch_size=settings.max_batch_size,
+            max_batch_delay_s=settings.max_batch_delay_ms / 1000,
+        )
+        app.state.settings = settings
+        app.state.store = store
+        app.state.service = PredictionService(store, dispatcher, listener)
+        sweeper = Sweeper(
+            client,
+            dispatcher,
+            SweepPolicy(
+                interval_s=settings.sweep_interval_s,
+                queued_grace_s=settings.sweep_queued_grace_s,
+                worker_stale_s=settings.worker_stale_s / 2,
+                max_attempts=settings.max_attempts,
+            ),
+            owner=listener.reply_to,
+        )
+        await listener.start()
+        sweeper.start()
+        try:
+            yield
+        finally:
+            await sweeper.stop()
+            await dispatcher.close()
+            await listener.stop()
+            await client.aclose()
+            await listener_client.aclose()
+
+    app = FastAPI(
+        title="Digits reading service",
+        version="1.0.0",
+        description="Reads handwritten digits and postal codes. Synchronous answers within 2 s, "
+        "or submit a job and poll it.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(predict.router)
+    return app

@@ -1,0 +1,1 @@
+"""HTTP routes: parse the request, delegate, return JSON."""

@@ -1,0 +1,113 @@
+"""Prediction routes: synchronous predict/postcodes, job submission and polling."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from api.config import ApiSettings
+from api.deps import ServiceDep, SettingsDep, StoreDep, require_api_key
+from api.errors import ApiError, json_response
+from api.inputs import (
+    OFFLOAD_BYTES,
+    Prepared,
+    prepare_digits,
+    prepare_postcodes,
+    read_body,
+    read_items,
+)
+from api.openapi import ACCEPTED_EXAMPLE, ERROR_RESPONSES, image_request_body, prediction_responses
+
+router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(require_api_key)])
+
+_BODY = image_request_body(256)
+Wait = Annotated[
+    float, Query(ge=0.0, le=2.0, description="Seconds to wait for the answer before a 202 (max 2).")
+]
+Length = Annotated[
+    int | None,
+    Query(ge=1, le=32, description="Expected number of digits; a mismatch needs review."),
+]
+
+
+class Kind(StrEnum):
+    digits = "digits"
+    postcode = "postcode"
+
+
+async def _prepare(
+    request: Request, settings: ApiSettings, kind: Kind, length: int | None
+) -> Prepared:
+    body = await read_body(request, settings.max_body_bytes)
+    items = await read_items(request, body, settings.max_batch_images)
+    if kind is Kind.postcode:
+        work, args = prepare_postcodes, (items, settings.max_image_pixels, length)
+    else:
+        work, args = prepare_digits, (items, settings.max_image_pixels)
+    if len(body) > OFFLOAD_BYTES:
+        return await run_in_threadpool(work, *args)
+    return work(*args)
+
+
+@router.post("/predict", openapi_extra=_BODY, responses=prediction_responses())
+async def predict(
+    request: Request, service: ServiceDep, settings: SettingsDep, wait: Wait = 2.0
+) -> Response:
+    """Read one or more digits; answers within `wait` seconds (200) or returns a job (202)."""
+    prepared = await _prepare(request, settings, Kind.digits, None)
+    return await service.predict(prepared, min(wait, settings.sync_wait_max_s))
+
+
+@router.post("/postcodes", openapi_extra=_BODY, responses=prediction_responses())
+async def postcodes(
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    wait: Wait = 2.0,
+    length: Length = None,
+) -> Response:
+    """Read whole postal codes: each image is segmented and its digits classified in one batch."""
+    prepared = await _prepare(request, settings, Kind.postcode, length)
+    return await service.predict(prepared, min(wait, settings.sync_wait_max_s))
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    openapi_extra=_BODY,
+    responses={
+        202: {
+            "description": "Queued",
+            "content": {"application/json": {"example": ACCEPTED_EXAMPLE}},
+        },
+        **ERROR_RESPONSES,
+    },
+)
+async def submit_job(
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    kind: Kind = Kind.digits,
+    length: Length = None,
+) -> Response:
+    """Submit work for later: 202 with `status_url`; poll `GET /v1/jobs/{id}`."""
+    prepared = await _prepare(request, settings, kind, length)
+    return await service.submit(prepared)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    responses={404: ERROR_RESPONSES[422] | {"description": "Unknown or expired job"}},
+)
+async def get_job(
+    store: StoreDep, job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Job id")]
+) -> Response:
+    """A job's status; its answer once done. Unknown or expired ids are 404."""
+    view = await store.get(job_id)
+    if view is None:
+        raise ApiError("job_not_found", f"no job {job_id} (unknown or expired)", status_code=404)
+    return json_response(view)

@@ -1,0 +1,68 @@
+"""Submitting work and waiting for it: the logic behind every prediction route."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from starlette.responses import Response
+
+from api.dispatch import Dispatcher
+from api.errors import json_response
+from api.inputs import Prepared
+from api.jobs import JobStore, is_final
+from api.results import ResultListener
+from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, JobSpec, JobStatus
+
+
+def status_url(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def accepted(job_id: str, kind: str, status: str = JobStatus.QUEUED) -> Response:
+    """202: the job goes on; the client polls `status_url`."""
+    url = status_url(job_id)
+    body = {"id": job_id, "status": str(status), "kind": kind, "status_url": url}
+    return json_response(body, 202, {"Location": url})
+
+
+def finished(view: dict) -> Response:
+    """A final job: 200 with its answer, or 500 when inference itself failed."""
+    return json_response(view, 500 if view["status"] == JobStatus.FAILED else 200)
+
+
+class PredictionService:
+    def __init__(self, store: JobStore, dispatcher: Dispatcher, listener: ResultListener) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.listener = listener
+
+    async def predict(self, prepared: Prepared, wait_s: float) -> Response:
+        """Answer within `wait_s`: 200 with the result, or 202 and the job continues."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        spec = self._spec(prepared)
+        result = self.listener.expect(spec.id)  # NOTE: registered before the job can finish
+        try:
+            await self.dispatcher.submit(spec, prepared.images, QUEUE_INTERACTIVE)
+            try:
+                view = await asyncio.wait_for(result, max(0.0, deadline - loop.time()))
+                return finished(view)
+            except TimeoutError:
+                # The notification may have been missed (e.g. a resubscribe): look once.
+                view = await self.store.get(spec.id)
+                if view is not None and is_final(view):
+                    return finished(view)
+                status = view["status"] if view else JobStatus.QUEUED
+                return accepted(spec.id, str(prepared.kind), status)
+        finally:
+            self.listener.forget(spec.id)
+
+    async def submit(self, prepared: Prepared) -> Response:
+        spec = self._spec(prepared)
+        await self.dispatcher.submit(spec, prepared.images, QUEUE_BULK)
+        return accepted(spec.id, str(prepared.kind))
+
+    @staticmethod
+    def _spec(prepared: Prepared) -> JobSpec:
+        return JobSpec(uuid.uuid4().hex, prepared.kind, len(prepared.images), prepared.meta)

@@ -1,0 +1,507 @@
+"""Decode untrusted image bytes and normalise digits the way MNIST was made.
+
+MNIST digits are white ink on black, 28x28, the longer side of the ink's bounding box scaled
+to 20 px (aspect kept, anti-aliased) and the centre of mass placed at the centre of the field.
+Mail is dark ink on light, coloured or shaded paper, any size, off-centre, often JPEG or a
+transparent canvas export. Everything here is Pillow + numpy so the API stays light, and fast:
+a 28x28 PNG costs ~0.1 ms, a 640x480 JPEG a few ms (see docs/parts/imaging.md).
+
+Steps (`ink_map` then `crop_to_mnist`): greyscale -> polarity from the border -> background
+estimate (block percentiles, handles gradients and shadows) subtracted -> Otsu split of ink
+and paper -> contrast stretch that keeps anti-aliased edges -> connected components, specks
+dropped -> crop -> 20 px -> centre of mass at (14, 14).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SIDE = 28
+DIGIT_BOX = 20
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Refuse larger images: a 40 Mpx greyscale decode is ~40 MB, RGBA ~160 MB."""
+MAX_SIDE = 20_000
+WORK_SIDE = 160
+"""Single digits are analysed at most this big: the result is 20 px, and downscaling averages
+away sensor noise and JPEG artefacts before thresholding."""
+
+# Pillow's own bomb guard, set explicitly (its default is 89 Mpx, a warning only below 2x).
+# decode() checks the header size itself first; this is the second line of defence.
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+
+_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+class ImageError(ValueError):
+    """A client-side problem with an image; `code` is stable and machine-readable.
+
+    Suggested HTTP mapping: unsupported_format -> 415, too_large -> 413,
+    empty / undecodable / bad_array -> 422 (the request was well-formed, its content is not).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Normalised:
+    """A 28x28 uint8 white-on-black digit, or `blank=True` when no ink was found."""
+
+    image: np.ndarray
+    blank: bool = False
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The allow-listed format of `data` by its magic bytes (never by name or content type)."""
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Image bytes -> 2-D uint8 greyscale in the image's own polarity (0 black, 255 white).
+
+    EXIF orientation is applied, transparency is composited onto a background that contrasts
+    with the ink (white for dark ink, black for light ink), GIFs use their first frame.
+    Raises ImageError(empty | unsupported_format | too_large | undecodable).
+    """
+    if not data:
+        raise ImageError("empty", "the image is empty")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageError(
+            "unsupported_format", "not a PNG, JPEG, WebP, BMP, GIF or TIFF image (by content)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = im.size  # from the header: nothing decoded yet
+            if width <= 0 or height <= 0:
+                raise ImageError("undecodable", "the image has no pixels")
+            if width * height > max_pixels or max(width, height) > MAX_SIDE:
+                raise ImageError(
+                    "too_large",
+                    f"{width}x{height} exceeds the limit of {max_pixels} pixels "
+                    f"or {MAX_SIDE} px per side",
+                )
+            if fmt == "JPEG":
+                _jpeg_draft(im)
+            im.load()
+            return _to_gray(_orient(im))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError("too_large", f"image too large: {exc}") from exc
+    except MemoryError as exc:
+        raise ImageError("too_large", "image too large to decode") from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ...
+        raise ImageError("undecodable", f"cannot decode the {fmt} image: {exc}") from exc
+
+
+def _jpeg_draft(im: Image.Image) -> None:
+    """Let libjpeg decode at 1/2..1/8 scale (DCT scaling) when the photo is much bigger than
+    needed: 640 px is plenty for a five-digit code, and this is the cost that dominates."""
+    w, h = im.size
+    scale = max(w, h) / 640
+    if scale >= 2:
+        im.draft(im.mode if im.mode == "CMYK" else "L", (math.ceil(w / scale), math.ceil(h / scale)))
+    elif im.mode in ("RGB", "YCbCr"):
+        im.draft("L", (w, h))  # grey decode: skips the colour conversion
+
+
+def _orient(im: Image.Image) -> Image.Image:
+    # getexif() is cheap when there is no EXIF; only transpose when it would do something.
+    orientation = im.getexif().get(0x0112, 1) if "exif" in im.info or im.format == "TIFF" else 1
+    return ImageOps.exif_transpose(im) if orientation not in (1, None) else im
+
+
+def _to_gray(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("PA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif mode == "L" and "transparency" in im.info:
+        im = im.convert("LA")
+    elif mode == "RGB" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    mode = im.mode
+    if mode in ("RGBA", "LA"):
+        alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
+        gray = np.asarray(im.convert("L"), dtype=np.float32)
+        return _composite(gray, alpha)
+    if mode == "1":
+        return np.asarray(im.convert("L"))
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if mode != "F" or arr.max(initial=0) > 1.0:
+            top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        else:
+            top = 1.0
+        return np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+    if mode != "L":
+        im = im.convert("L")
+    return np.asarray(im)
+
+
+def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Flatten a transparent image onto white, or onto black when the ink itself is light.
+
+    Canvas exports store fully transparent pixels as (0, 0, 0, 0): reading only the colour
+    would make the whole image black. Judging the ink by its alpha-weighted grey keeps both
+    dark ink (-> white paper) and white ink for dark-mode pages (-> black paper) readable.
+    """
+    weight = float(alpha.sum())
+    if weight == 0 or float(alpha.min()) >= 0.999:
+        return gray.astype(np.uint8)
+    ink_grey = float((gray * alpha).sum() / weight)
+    paper = 0.0 if ink_grey > 160 else 255.0
+    out = gray * alpha + paper * (1.0 - alpha)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def from_array(value: Any) -> np.ndarray:
+    """A JSON 28x28 array (0-255 numbers, or 0-1 floats) -> uint8, otherwise UNCHANGED.
+
+    Such arrays are already in the MNIST convention (the seed's API format), so they are not
+    re-normalised. Raises ImageError("bad_array") for anything else.
+    """
+    if not isinstance(value, list) or len(value) != IMAGE_SIDE:
+        raise ImageError("bad_array", "expected a 28x28 array (a list of 28 rows)")
+    for row in value:
+        if not isinstance(row, list) or len(row) != IMAGE_SIDE:
+            raise ImageError("bad_array", "expected a 28x28 array (each row 28 numbers)")
+        for v in row:
+            # bool is an int subclass: reject it explicitly
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ImageError("bad_array", "array values must be numbers")
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ImageError("bad_array", "array values must be finite (no NaN or infinity)")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 255:
+        raise ImageError("bad_array", "array values must be within 0..255 (or 0..1)")
+    is_unit = hi <= 1.0 and not np.all(np.equal(np.mod(arr, 1), 0))
+    if is_unit:
+        arr = arr * 255.0
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- ink analysis
+
+
+@dataclass
+class InkMap:
+    """Ink strength 0..255 (white ink on black) of a greyscale image at working scale."""
+
+    ink: np.ndarray
+    """uint8, background suppressed to 0, anti-aliased edges kept grey."""
+    scale: float
+    """working pixels per original pixel (<= 1)."""
+    blank: bool
+
+
+def resize_gray(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink (never enlarge) so the longer side is <= max_side; BOX averaging kills noise."""
+    h, w = gray.shape
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return gray, 1.0
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = Image.fromarray(gray).resize((nw, nh), Image.Resampling.BOX)
+    return np.asarray(small), nw / w
+
+
+def _quantile(hist: np.ndarray, q: float) -> float:
+    """The q-quantile (0..1) of values given by their 256-bin histogram."""
+    cum = np.cumsum(hist)
+    if cum[-1] <= 0:
+        return 0.0
+    return float(np.searchsorted(cum, q * cum[-1], side="left"))
+
+
+def otsu(hist: np.ndarray) -> int:
+    """Otsu's threshold from a 256-bin histogram (maximises between-class variance)."""
+    hist = hist.astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 0
+    w0 = np.cumsum(hist)
+    m0 = np.cumsum(hist * np.arange(hist.size))
+    w1 = total - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 / total - m0) ** 2 / (w0 * w1)
+    return int(np.argmax(np.nan_to_num(between, nan=0.0, posinf=0.0)))
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    return np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+
+
+def _block_quantiles(img: np.ndarray, n: int, qs: tuple[float, ...]) -> np.ndarray:
+    """(len(qs), n, n) quantiles of an n x n grid of blocks, from one bincount."""
+    h, w = img.shape
+    by = np.minimum(np.arange(h) * n // h, n - 1)
+    bx = np.minimum(np.arange(w) * n // w, n - 1)
+    block = (by[:, None] * n + bx[None, :]) * 256
+    hists = np.bincount((block + img).ravel(), minlength=n * n * 256).reshape(n * n, 256)
+    cum = np.cumsum(hists, axis=1)
+    out = np.stack([np.argmax(cum >= q * cum[:, -1:], axis=1) for q in qs])
+    return out.reshape(len(qs), n, n).astype(np.float32)
+
+
+def _interpolate(grid: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear interpolation between block centres, clamped at the edges."""
+    n = grid.shape[0]
+    centres_y = (np.arange(n) + 0.5) * h / n - 0.5
+    centres_x = (np.arange(n) + 0.5) * w / n - 0.5
+    rows = np.stack([np.interp(np.arange(w), centres_x, grid[i]) for i in range(n)])
+    wy = np.interp(np.arange(h), centres_y, np.arange(n, dtype=np.float64))
+    i0 = np.floor(wy).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    f = (wy - i0)[:, None]
+    return (rows[i0] * (1 - f) + rows[i1] * f).astype(np.float32)
+
+
+def _polarity_and_paper(img: np.ndarray) -> tuple[bool, np.ndarray | float]:
+    """(ink is dark?, paper level in the white-ink-on-black frame).
+
+    Works on a coarse grid of blocks (4x4, or the whole image when small). Ink is a minority
+    in every block, so it shows as a long tail on one side of the block's median: dark tail
+    -> dark ink on light paper. This survives gradients and shadows that fool a global
+    "is the border light?" test. The paper is a low percentile of each block (ink covers well
+    under 75 % of any block), interpolated across the image.
+    """
+    h, w = img.shape
+    n = BACKGROUND_GRID if min(h, w) >= 48 else 1
+    q02, q25, q50, q75, q98 = _block_quantiles(img, n, (0.02, 0.25, 0.5, 0.75, 0.98))
+    dark_ink = float((q50 - q02).sum()) > float((q98 - q50).sum())
+    grid = 255.0 - q75 if dark_ink else q25
+    paper = float(grid[0, 0]) if n == 1 else _interpolate(grid, h, w)
+    return dark_ink, paper
+
+
+BACKGROUND_GRID = 4
+MIN_CONTRAST = 40.0
+"""Ink must be at least this much (0..255) above paper, and well above noise, or it's blank."""
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def ink_map(gray: np.ndarray, max_side: int = WORK_SIDE) -> InkMap:
+    """Greyscale in any polarity -> white ink on black with the paper removed.
+
+    All statistics come from 256-bin histograms: a handful of numpy calls whatever the size.
+    """
+    small, scale = resize_gray(gray, max_side)
+    dark_ink, bg = _polarity_and_paper(small)
+    img = 255 - small if dark_ink else small
+    resid = np.clip(img.astype(np.float32) - bg, 0, 255).astype(np.uint8)
+    rhist = np.bincount(resid.ravel(), minlength=256)
+    t = otsu(rhist)
+    paper, ink = rhist[: t + 1], rhist[t + 1 :]
+    if ink.sum() == 0 or paper.sum() == 0:
+        return InkMap(np.zeros(small.shape, np.uint8), scale, True)
+    p_med = _quantile(paper, 0.5)
+    dev = np.bincount(np.abs(_LEVELS[: t + 1] - p_med).astype(int), weights=paper, minlength=256)
+    noise = 1.4826 * _quantile(dev, 0.5) + 1.0
+    ink_level = t + 1 + _quantile(ink, 0.9)
+    if ink_level - p_med < max(MIN_CONTRAST, 6 * noise):
+        return InkMap(np.zeros(small.shape, np.uint8), scale, True)
+    floor = max(p_med + 3 * noise, p_med + 0.25 * (t - p_med))
+    top = max(ink_level, floor + 1)
+    lut = np.clip((_LEVELS - floor) * (255.0 / (top - floor)), 0, 255).astype(np.uint8)
+    return InkMap(lut[resid], scale, False)
+
+
+# --------------------------------------------------------------------------- components
+
+
+@dataclass
+class Components:
+    labels: np.ndarray
+    """int32 label image, 0 = background, 1..n components."""
+    boxes: np.ndarray
+    """(n, 4) int: x, y, w, h of component i+1."""
+    areas: np.ndarray
+    """(n,) pixel counts."""
+
+
+def label_components(mask: np.ndarray) -> Components:
+    """8-connected components of a boolean mask, pure numpy (run-length + union by min-label).
+
+    Rows are cut into runs of ink; runs in neighbouring rows that touch are joined. Far fewer
+    runs than pixels, and every step is vectorised, so a 160x160 mask costs well under 1 ms.
+    """
+    h, w = mask.shape
+    pad = np.zeros((h, w + 2), np.int8)
+    pad[:, 1:-1] = mask
+    d = np.diff(pad, axis=1)
+    rs, cs = np.nonzero(d == 1)
+    _, ce = np.nonzero(d == -1)  # exclusive ends, same order as the starts
+    n = rs.size
+    if n == 0:
+        return Components(np.zeros((h, w), np.int32), np.zeros((0, 4), int), np.zeros(0, int))
+    stride = w + 2
+    start_key = rs * stride + cs
+    end_key = rs * stride + ce
+    # run i touches run j of the next row iff cs[j] <= ce[i] and ce[j] >= cs[i] (8-connected)
+    first = np.searchsorted(end_key, (rs + 1) * stride + cs, side="left")
+    last = np.searchsorted(start_key, (rs + 1) * stride + ce, side="right")
+    counts = np.maximum(last - first, 0)
+    a = np.repeat(np.arange(n), counts)
+    offsets = np.arange(a.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    b = np.repeat(first, counts) + offsets
+    parent = np.arange(n)
+    if a.size:
+        while True:
+            m = np.minimum(parent[a], parent[b])
+            new = parent.copy()
+            np.minimum.at(new, a, m)
+            np.minimum.at(new, b, m)
+            new = new[new]  # pointer jumping
+            new = new[new]
+            if np.array_equal(new, parent):
+                break
+            parent = new
+    is_root = parent == np.arange(n)
+    comp = (np.cumsum(is_root) - 1)[parent]
+    k = int(is_root.sum())
+    lengths = ce - cs
+    areas = np.bincount(comp, weights=lengths, minlength=k).astype(int)
+    x0 = np.full(k, w)
+    np.minimum.at(x0, comp, cs)
+    x1 = np.zeros(k, int)
+    np.maximum.at(x1, comp, ce)
+    y0 = np.full(k, h)
+    np.minimum.at(y0, comp, rs)
+    y1 = np.zeros(k, int)
+    np.maximum.at(y1, comp, rs)
+    labels = np.zeros(h * w, np.int32)
+    total = int(lengths.sum())
+    pix = np.repeat(rs * w + cs - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+    labels[pix] = np.repeat(comp + 1, lengths)
+    boxes = np.stack([x0, y0, x1 - x0, y1 - y0 + 1], axis=1)
+    return Components(labels.reshape(h, w), boxes, areas)
+
+
+SPECK_FRACTION = 0.04
+"""A component smaller than this fraction of the largest one is a speck of dirt or noise."""
+
+
+FAINT_PEAK = 128
+"""A component whose strongest pixel stays below this (of 255) is leftover paper texture or
+shadow edge, not a pen stroke: real strokes reach the top of the contrast stretch."""
+
+
+def significant(comps: Components, ink: np.ndarray, min_area: int = 3) -> np.ndarray:
+    """Indices (0-based) of components that are neither specks nor faint paper residue."""
+    if comps.areas.size == 0:
+        return np.zeros(0, int)
+    peak = np.zeros(comps.areas.size + 1, np.int32)
+    np.maximum.at(peak, comps.labels.ravel(), ink.ravel())
+    strong = peak[1:] >= FAINT_PEAK
+    if not strong.any():
+        return np.zeros(0, int)
+    limit = max(min_area, SPECK_FRACTION * comps.areas[strong].max())
+    return np.nonzero(strong & (comps.areas >= limit))[0]
+
+
+# --------------------------------------------------------------------------- MNIST framing
+
+
+def crop_to_mnist(ink: np.ndarray) -> np.ndarray:
+    """Tight-cropped ink -> 28x28 uint8: longer side 20 px, centre of mass at (14, 14)."""
+    ys, xs = np.nonzero(ink)
+    if ys.size == 0:
+        return np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    ink = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = ink.shape
+    s = DIGIT_BOX / max(h, w)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    small = Image.fromarray(ink).resize((nw, nh), Image.Resampling.LANCZOS)
+    arr = np.asarray(small, dtype=np.float32)
+    peak = float(arr.max())
+    if peak <= 0:
+        return np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    arr *= 255.0 / peak  # MNIST strokes peak at 255; thin or faint ink would read as grey
+    mass = arr.sum()
+    cy = float((arr.sum(axis=1) * np.arange(nh)).sum() / mass)
+    cx = float((arr.sum(axis=0) * np.arange(nw)).sum() / mass)
+    oy = int(np.clip(round(14 - cy), 0, IMAGE_SIDE - nh))
+    ox = int(np.clip(round(14 - cx), 0, IMAGE_SIDE - nw))
+    out = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    out[oy : oy + nh, ox : ox + nw] = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def _mnist_like(gray: np.ndarray) -> np.ndarray | None:
+    """A 28x28 image already framed like MNIST (either polarity) -> white-on-black, else None.
+
+    Re-normalising such images can only blur them; passing them through keeps clean MNIST
+    exactly as the model was trained on it, and costs microseconds.
+    """
+    if gray.shape != (IMAGE_SIDE, IMAGE_SIDE):
+        return None
+    img = gray
+    ring = int(gray.sum(dtype=np.int64)) - int(gray[1:-1, 1:-1].sum(dtype=np.int64))
+    if ring > 127 * (4 * IMAGE_SIDE - 4):  # light border: dark ink on paper
+        img = 255 - gray
+    if np.count_nonzero(img <= 16) < 0.5 * img.size or int(img.max()) < 128:
+        return None
+    mask = img > 16
+    ys, xs = np.nonzero(mask)
+    side = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
+    if not 16 <= side <= 22:
+        return None
+    f = img.astype(np.float32)
+    mass = f.sum()
+    cy = float((f.sum(axis=1) * np.arange(IMAGE_SIDE)).sum() / mass)
+    cx = float((f.sum(axis=0) * np.arange(IMAGE_SIDE)).sum() / mass)
+    if abs(cy - 14) > 1.5 or abs(cx - 14) > 1.5:
+        return None
+    return np.ascontiguousarray(img, dtype=np.uint8)
+
+
+def normalise(gray: np.ndarray) -> Normalised:
+    """Any greyscale digit image -> MNIST framing, or blank=True when there is no ink."""
+    passthrough = _mnist_like(gray)
+    if passthrough is not None:
+        return Normalised(passthrough, False)
+    im = ink_map(gray)
+    if im.blank:
+        return Normalised(np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8), True)
+    comps = label_components(im.ink > 0)
+    keep = significant(comps, im.ink)
+    if keep.size == 0:
+        return Normalised(np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8), True)
+    ink = np.where(np.isin(comps.labels, keep + 1), im.ink, 0).astype(np.uint8)
+    return Normalised(crop_to_mnist(ink), False)
+
+
+def prepare_digit(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Normalised:
+    """Image bytes -> normalised digit (the whole API path for one single-digit image)."""
+    return normalise(decode(data, max_pixels=max_pixels))

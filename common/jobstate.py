@@ -1,0 +1,55 @@
+"""Job state transitions, as Lua scripts both the workers and the API's sweeper run.
+
+A job is `queued` -> `running` -> `done` | `failed` (later `reviewed`). Execution is
+at-least-once, so the final write is a compare-and-set: the first result wins, later
+ones are counted as duplicates and dropped. `PENDING_KEY` indexes unfinished jobs by
+the time they were (re)queued, so lost work can be found without scanning keys.
+"""
+
+from __future__ import annotations
+
+from common.contract import KEY_PREFIX
+
+PENDING_KEY = f"{KEY_PREFIX}:pending"
+"""Sorted set: job id -> unix time it was last queued; removed when the job finishes."""
+
+MARK_RUNNING = """
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'status') == 'queued' then
+    redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1], 'started_by', ARGV[2])
+  end
+end
+return #KEYS
+"""
+
+FINISH = """
+-- KEYS: job keys. ARGV: channel ('' for none), now, pending key, then (id, status, body) per job.
+local channel, now, pending = ARGV[1], ARGV[2], ARGV[3]
+local published, written, duplicates = {}, 0, 0
+for i, key in ipairs(KEYS) do
+  local id, status, body = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
+  local current = redis.call('HGET', key, 'status')
+  if current == 'queued' or current == 'running' then
+    redis.call('HSET', key, 'status', status, 'body', body, 'finished_at', now)
+    redis.call('HDEL', key, 'input')
+    redis.call('ZREM', pending, id)
+    written = written + 1
+    published[#published + 1] = body
+  else
+    if current then duplicates = duplicates + 1 end
+    redis.call('ZREM', pending, id)
+  end
+end
+if channel ~= '' and #published > 0 then
+  redis.call('PUBLISH', channel, '[' .. table.concat(published, ',') .. ']')
+end
+return {written, duplicates}
+"""
+
+
+def finish_args(channel: str, now: float, outcomes: list[tuple[str, str, bytes]]) -> list:
+    """ARGV for FINISH from (job id, status, body json) triples."""
+    args: list = [channel, f"{now:.6f}", PENDING_KEY]
+    for job_id, status, body in outcomes:
+        args += [job_id, status, body]
+    return args

@@ -1,0 +1,24 @@
+"""Settings both processes read from the environment (no prefix: `REDIS_URL`, `RESULT_TTL_S`, ...).
+
+Each process builds exactly one settings object (`api.config.ApiSettings` or
+`workers.config.WorkerSettings`), both subclasses of `ServiceSettings`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Broker and job store. In compose: `redis://:${REDIS_PASSWORD}@redis:6379/0`."""
+    result_ttl_s: int = Field(24 * 3600, ge=1)
+    """How long job records and results are kept; an expired job id answers 404."""
+    review_threshold: float = Field(0.80, ge=0.0, le=1.0)
+    """Predictions below this confidence are marked `needs_review` and queued for a human."""
+    log_level: str = "INFO"
+    log_json: bool = True
+    """One JSON object per log line (job ids included), for log shippers."""

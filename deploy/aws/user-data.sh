@@ -1,0 +1,98 @@
+#!/bin/bash
+# EC2 user data (cloud-init runs it once, as root, at first boot) for Ubuntu 24.04 LTS:
+# installs Docker Engine + the compose plugin, checks out the service, writes .env from
+# SSM Parameter Store and starts the stack. Everything is logged to /var/log/digits-bootstrap.log.
+#
+# Settings (edit here, or prepend `export VAR=...` lines when you paste this into a launch template):
+#   DIGITS_REPO      git URL of this repository (a read-only deploy key or a public mirror)
+#   DIGITS_REF       branch, tag or commit to run
+#   DIGITS_SSM_PATH  SSM path holding one SecureString per .env variable, e.g.
+#                    /digits/prod/REDIS_PASSWORD, /digits/prod/API_KEYS, ...
+#   WORKERS          worker containers on this host (one per 2 vCPUs with WORKER_CONCURRENCY=2)
+# The instance profile needs ssm:GetParametersByPath on that path and kms:Decrypt
+# (deploy/aws/iam-policy.json).
+set -euo pipefail
+exec > >(tee -a /var/log/digits-bootstrap.log) 2>&1
+
+DIGITS_REPO="${DIGITS_REPO:-https://github.com/example/digits-service.git}"
+DIGITS_REF="${DIGITS_REF:-main}"
+DIGITS_SSM_PATH="${DIGITS_SSM_PATH:-/digits/prod}"
+DIGITS_DIR="${DIGITS_DIR:-/opt/digits}"
+WORKERS="${WORKERS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}"
+
+log() { printf '%s digits-bootstrap: %s\n' "$(date -u +%FT%TZ)" "$*"; }
+
+install_docker() {
+  log "installing Docker Engine and the compose plugin from download.docker.com"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q ca-certificates curl git unzip
+  install -m 0755 -d /etc/apt/keyrings
+  curl -fsSL https://download.docker.com/linux/ubuntu/gpg -o /etc/apt/keyrings/docker.asc
+  chmod a+r /etc/apt/keyrings/docker.asc
+  # shellcheck disable=SC1091  # os-release exists on every supported image
+  codename="$(. /etc/os-release && echo "${VERSION_CODENAME}")"
+  echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc]" \
+    "https://download.docker.com/linux/ubuntu ${codename} stable" \
+    > /etc/apt/sources.list.d/docker.list
+  apt-get update -q
+  apt-get install -y -q docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin
+  systemctl enable --now docker
+}
+
+install_awscli() {
+  if command -v aws >/dev/null 2>&1; then return; fi
+  log "installing AWS CLI v2"
+  local tmp
+  tmp="$(mktemp -d)"
+  curl -fsSL "https://awscli.amazonaws.com/awscli-exe-linux-$(uname -m).zip" -o "${tmp}/awscliv2.zip"
+  unzip -q "${tmp}/awscliv2.zip" -d "${tmp}"
+  "${tmp}/aws/install"
+  rm -rf "${tmp}"
+}
+
+checkout() {
+  log "checking out ${DIGITS_REPO} at ${DIGITS_REF} into ${DIGITS_DIR}"
+  if [ ! -d "${DIGITS_DIR}/.git" ]; then
+    git clone --quiet "${DIGITS_REPO}" "${DIGITS_DIR}"
+  fi
+  git -C "${DIGITS_DIR}" fetch --quiet --tags origin "${DIGITS_REF}"
+  git -C "${DIGITS_DIR}" checkout --quiet --detach FETCH_HEAD
+}
+
+write_env() {
+  log "writing ${DIGITS_DIR}/.env from SSM ${DIGITS_SSM_PATH}"
+  local region env_file
+  region="$(curl -fsS -X PUT http://169.254.169.254/latest/api/token \
+      -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
+    | xargs -I{} curl -fsS -H 'X-aws-ec2-metadata-token: {}' \
+      http://169.254.169.254/latest/meta-data/placement/region)"
+  env_file="${DIGITS_DIR}/.env"
+  umask 077
+  # Each parameter's last path component is the variable name: /digits/prod/API_KEYS -> API_KEYS.
+  aws ssm get-parameters-by-path --region "${region}" --path "${DIGITS_SSM_PATH}" \
+      --recursive --with-decryption \
+      --query 'Parameters[].[Name,Value]' --output text \
+    | while IFS=$'\t' read -r name value; do
+        printf '%s=%s\n' "${name##*/}" "${value}"
+      done > "${env_file}.tmp"
+  for required in REDIS_PASSWORD API_KEYS FLOWER_USER FLOWER_PASSWORD GRAFANA_ADMIN_PASSWORD; do
+    grep -q "^${required}=" "${env_file}.tmp" || { log "missing ${DIGITS_SSM_PATH}/${required}"; exit 1; }
+  done
+  mv "${env_file}.tmp" "${env_file}"
+}
+
+start_stack() {
+  log "building images and starting the stack with ${WORKERS} worker container(s)"
+  cd "${DIGITS_DIR}"
+  docker compose build --pull
+  docker compose up -d --wait --scale worker="${WORKERS}"
+  docker compose ps
+}
+
+install_docker
+install_awscli
+checkout
+write_env
+start_stack
+log "done: http://$(hostname -I | awk '{print $1}'):8000/readyz"

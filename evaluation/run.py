@@ -1,0 +1,217 @@
+"""Run generated sets through the live service (or the same code in-process) and score them.
+
+Online: `POST /v1/predict` (single digits, raw image body) and `POST /v1/postcodes?length=5`
+from a thread pool. Offline: `common.imaging` + `common.segmentation` + the ONNX model via
+onnxruntime, for fast iteration without a service. Both print one table per category and a
+review-threshold table (errors caught vs inputs flagged).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.imaging import ImageError, decode, normalise
+from common.postcode import assemble
+from common.segmentation import segment
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
+
+
+@dataclass
+class Outcome:
+    set: str
+    category: str
+    label: str
+    predicted: str | None
+    confidence: float
+    """single digits: the digit's confidence; postcodes: the lowest digit confidence."""
+    needs_review: bool
+    error: str | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.predicted == self.label
+
+
+def read_labels(sets: Path) -> list[dict[str, str]]:
+    with open(sets / "labels.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --------------------------------------------------------------------------- offline
+
+
+class OfflineReader:
+    """The service's imaging code and the ONNX model, in-process."""
+
+    def __init__(self, model_path: Path, threshold: float) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(model_path), opts, providers=["CPUExecutionProvider"]
+        )
+        self.input = self.session.get_inputs()[0].name
+        self.threshold = threshold
+
+    def probs(self, images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float32)[..., None] / 255.0
+        return self.session.run(None, {self.input: x})[0]
+
+    def digit(self, data: bytes) -> tuple[str | None, float, bool]:
+        norm = normalise(decode(data))
+        if norm.blank:
+            return None, 0.0, True
+        p = self.probs(norm.image[None])[0]
+        conf = float(p.max())
+        return str(int(p.argmax())), conf, conf < self.threshold
+
+    def postcode(self, data: bytes) -> tuple[str | None, float, bool]:
+        seg = segment(decode(data), expected=5)
+        if not seg.crops:
+            return None, 0.0, True
+        p = self.probs(np.stack([c.image for c in seg.crops]))
+        digits = [(int(r.argmax()), float(r.max())) for r in p]
+        res = assemble(
+            digits, seg.boxes, expected_length=5, threshold=self.threshold, doubtful=seg.doubtful
+        )
+        return res["text"], min(c for _, c in digits), res["needs_review"]
+
+
+def default_model() -> Path:
+    root = Path("models/mnist_cnn")
+    aliases = json.loads((root / "aliases.json").read_text())
+    version = aliases.get("production") or next(iter(aliases.values()))
+    return root / str(version) / "model.onnx"
+
+
+# --------------------------------------------------------------------------- online
+
+
+class OnlineReader:
+    """The live HTTP contract (see docs/parts/imaging.md)."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        import httpx
+
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self.client = httpx.Client(base_url=url.rstrip("/"), timeout=30.0, headers=headers)
+
+    def _post(self, path: str, data: bytes, ext: str) -> dict:
+        resp = self.client.post(path, content=data, headers={"Content-Type": CONTENT_TYPES[ext]})
+        if resp.status_code >= 400:
+            raise ImageError(f"http_{resp.status_code}", resp.text[:200])
+        return resp.json()
+
+    def digit(self, data: bytes, ext: str) -> tuple[str | None, float, bool]:
+        pred = self._post("/v1/predict", data, ext)["predictions"][0]
+        digit = pred.get("digit")
+        return (
+            None if digit is None else str(digit),
+            float(pred.get("confidence") or 0.0),
+            bool(pred.get("needs_review")),
+        )
+
+    def postcode(self, data: bytes, ext: str) -> tuple[str | None, float, bool]:
+        body = self._post("/v1/postcodes?length=5", data, ext)
+        code = (body.get("postcodes") or [body])[0]
+        confs = [float(d.get("confidence", 0.0)) for d in code.get("digits", [])]
+        return code.get("text") or None, min(confs, default=0.0), bool(code.get("needs_review"))
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def evaluate(
+    sets: Path, reader: Callable[[dict[str, str], bytes], tuple], workers: int
+) -> list[Outcome]:
+    rows = read_labels(sets)
+
+    def one(row: dict[str, str]) -> Outcome:
+        data = (sets / row["file"]).read_bytes()
+        try:
+            pred, conf, review = reader(row, data)
+            return Outcome(row["set"], row["category"], row["label"], pred, conf, review)
+        except ImageError as exc:
+            return Outcome(row["set"], row["category"], row["label"], None, 0.0, True, exc.code)
+
+    if workers <= 1:
+        return [one(r) for r in rows]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, rows))
+
+
+def accuracy_table(outcomes: Iterable[Outcome]) -> list[tuple[str, int, float, float]]:
+    """(category, n, accuracy, flagged fraction) rows; wild also gets an overall row."""
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        key = o.set if o.set in ("clean", "postcodes") else f"wild/{o.category}"
+        groups[key].append(o)
+        if o.set == "wild":
+            groups["wild (all)"].append(o)
+    order = sorted(groups, key=lambda k: (k != "clean", not k.startswith("wild/"), k))
+    rows = []
+    for key in order:
+        g = groups[key]
+        rows.append(
+            (key, len(g), sum(o.correct for o in g) / len(g), sum(o.needs_review for o in g) / len(g))
+        )
+    return rows
+
+
+def threshold_table(
+    outcomes: list[Outcome], thresholds: Iterable[float] = THRESHOLDS
+) -> list[tuple[float, float, float, float]]:
+    """(threshold, errors caught, inputs flagged, accuracy of unflagged) for digit confidences.
+
+    A prediction is flagged when its confidence is below the threshold or it has no answer.
+    """
+    rows = []
+    for t in thresholds:
+        flagged = np.array([o.predicted is None or o.confidence < t for o in outcomes])
+        wrong = np.array([not o.correct for o in outcomes])
+        caught = (flagged & wrong).sum() / max(wrong.sum(), 1)
+        kept = ~flagged
+        acc_kept = (~wrong & kept).sum() / max(kept.sum(), 1)
+        rows.append((t, float(caught), float(flagged.mean()), float(acc_kept)))
+    return rows
+
+
+def render(outcomes: list[Outcome], title: str) -> str:
+    lines = [f"## {title}", "", "| set | n | accuracy | flagged for review |", "|---|---:|---:|---:|"]
+    for key, n, acc, flag in accuracy_table(outcomes):
+        label = f"{key} (exact match)" if key == "postcodes" else key
+        lines.append(f"| {label} | {n} | {acc:.2%} | {flag:.1%} |")
+    errors = [o for o in outcomes if o.error]
+    if errors:
+        codes = sorted({o.error or "" for o in errors})
+        lines.append(f"\n{len(errors)} inputs were refused: {', '.join(codes)}")
+    for name, subset in (
+        ("single digits (clean + wild)", [o for o in outcomes if o.set != "postcodes"]),
+        ("wild single digits", [o for o in outcomes if o.set == "wild"]),
+        ("postcodes (lowest digit confidence)", [o for o in outcomes if o.set == "postcodes"]),
+    ):
+        if not subset:
+            continue
+        lines += [
+            "",
+            f"Review threshold, {name}: {sum(not o.correct for o in subset)} errors "
+            f"in {len(subset)}",
+            "",
+            "| threshold | errors caught | inputs flagged | accuracy of the rest |",
+            "|---:|---:|---:|---:|",
+        ]
+        for t, caught, flagged, acc in threshold_table(subset):
+            lines.append(f"| {t:.2f} | {caught:.1%} | {flagged:.1%} | {acc:.2%} |")
+    return "\n".join(lines)

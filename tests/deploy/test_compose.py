@@ -1,0 +1,175 @@
+"""docker-compose.yml: valid against the Compose Specification, and the operational promises
+(secrets required, one public port, health-gated start-up, scaling, grace periods) hold."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+from importlib.resources import files
+from typing import Any
+
+import jsonschema
+import pytest
+from celery import Celery
+
+from tests.deploy.support import (
+    COMPOSE_FILE,
+    SECRETS,
+    MissingVariable,
+    as_argv,
+    compose_raw,
+    compose_resolved,
+    read_env_file,
+)
+
+PYTHON_SERVICES = ("api", "worker", "flower")
+
+
+def compose_schema() -> dict[str, Any]:
+    """The Compose Specification schema vendored in check-jsonschema (no network needed)."""
+    path = files("check_jsonschema") / "builtin_schemas" / "vendor" / "compose-spec.json"
+    return json.loads(path.read_text())
+
+
+def validate(document: dict[str, Any]) -> list[str]:
+    schema = compose_schema()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_schema_is_the_compose_spec() -> None:
+    schema = compose_schema()
+    assert "services" in schema["properties"]
+    assert schema["properties"]["services"]["type"] == "object"
+
+
+@pytest.mark.parametrize("stage", ["as written", "interpolated with .env.example"])
+def test_compose_file_matches_the_compose_specification(stage: str) -> None:
+    document = compose_raw() if stage == "as written" else compose_resolved()
+    assert validate(document) == []
+
+
+def test_schema_validation_catches_mistakes() -> None:
+    """Control: the validator rejects a typo, so the test above can fail."""
+    document = compose_resolved()
+    document["services"]["worker"]["stop_grace_perod"] = "30s"
+    document["services"]["api"]["deploy"]["replicas"] = [2]
+    errors = validate(document)
+    assert any("stop_grace_perod" in error for error in errors)
+    assert any("replicas" in error for error in errors)
+
+
+def test_every_secret_is_required_and_documented() -> None:
+    text = COMPOSE_FILE.read_text()
+    env = read_env_file()
+    for name in SECRETS:
+        uses = re.findall(r"\$\{" + name + r"(:?[-?]?)[^}]*\}", text)
+        assert uses, f"{name} is never used"
+        assert set(uses) == {":?"}, f"every use of {name} must be ${{{name}:?...}}"
+        assert name in env, f"{name} missing from .env.example"
+        without = {key: value for key, value in env.items() if key != name}
+        with pytest.raises(MissingVariable, match=name):
+            compose_resolved(without)
+
+
+def test_redis_is_private_persistent_and_never_evicts() -> None:
+    redis = compose_resolved()["services"]["redis"]
+    assert "ports" not in redis
+    argv = as_argv(redis["command"])
+    options = dict(zip(argv[1::2], argv[2::2], strict=True))
+    assert argv[0] == "redis-server"
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "everysec"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert options["--requirepass"] == read_env_file()["REDIS_PASSWORD"]
+    assert redis["image"].startswith("redis:7")
+
+
+def test_only_the_load_balancer_is_published_to_the_network() -> None:
+    services = compose_resolved()["services"]
+    public = {
+        name
+        for name, service in services.items()
+        for port in service.get("ports", [])
+        if not str(port).startswith("127.0.0.1:")
+    }
+    assert public == {"nginx"}
+    assert services["nginx"]["ports"] == ["8000:80"]
+
+
+def test_api_is_replicated_and_workers_scale_by_one_number() -> None:
+    services = compose_resolved()["services"]
+    assert services["api"]["deploy"]["replicas"] >= 2
+    assert services["worker"]["deploy"]["replicas"] >= 1
+    for name in ("api", "worker"):
+        # `--scale` cannot work with a fixed name or a published host port.
+        assert "container_name" not in services[name]
+        assert "ports" not in services[name]
+
+
+def seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)", value)
+    assert match, value
+    return int(match[1]) * {"ms": 0.001, "s": 1, "m": 60}[match[2]]
+
+
+def test_grace_periods_outlast_graceful_shutdown() -> None:
+    services = compose_resolved()["services"]
+    assert seconds(services["api"]["stop_grace_period"]) > 10  # uvicorn drains within 10 s
+    assert seconds(services["worker"]["stop_grace_period"]) >= 30  # a batch is far shorter
+    for name in ("api", "worker"):
+        assert services[name]["stop_signal"] == "SIGTERM"
+
+
+def test_every_service_is_health_checked_and_started_in_order() -> None:
+    services = compose_resolved()["services"]
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no healthcheck"
+        assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in services
+            assert rule["condition"] == "service_healthy", f"{name} -> {dependency}"
+    assert set(services["api"]["depends_on"]) == {"redis"}
+    assert set(services["worker"]["depends_on"]) == {"redis"}
+    assert set(services["nginx"]["depends_on"]) == {"api"}
+
+
+def python_module_of(argv: list[str]) -> str | None:
+    if argv[:2] == ["python", "-m"]:
+        return argv[2]
+    return None
+
+
+def test_container_commands_name_modules_that_exist() -> None:
+    services = compose_resolved()["services"]
+    checked = []
+    for name in PYTHON_SERVICES:
+        service = services[name]
+        for argv in (as_argv(service["command"]), service["healthcheck"]["test"][1:]):
+            module = python_module_of(argv)
+            if module:
+                assert importlib.util.find_spec(module) is not None, f"{name}: {module}"
+                checked.append(module)
+    assert {"api", "api.healthcheck", "workers", "workers.healthcheck"} <= set(checked)
+
+
+def test_flower_uses_the_workers_celery_app_with_basic_auth() -> None:
+    argv = as_argv(compose_resolved()["services"]["flower"]["command"])
+    assert argv[:4] == ["celery", "-A", "workers.app:celery_app", "flower"]
+    env = read_env_file()
+    assert f"--basic-auth={env['FLOWER_USER']}:{env['FLOWER_PASSWORD']}" in argv
+    module, _, attribute = argv[2].partition(":")
+    app = getattr(importlib.import_module(module), attribute)
+    assert isinstance(app, Celery)
+
+
+def test_provisioned_files_exist() -> None:
+    services = compose_resolved()["services"]
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (COMPOSE_FILE.parent / source).exists(), source

@@ -1,0 +1,145 @@
+"""Prometheus: config and rules pass promtool, the alert unit tests pass (and would fail on a
+wrong threshold), and every series the rules read is one the application exposes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.support import (
+    DEPLOY,
+    KNOWN_METRICS,
+    ROOT,
+    compose_resolved,
+    metric_base,
+    require_tool,
+)
+
+PROM = DEPLOY / "prometheus"
+RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
+ALERT_TESTS = PROM / "tests" / "alerts_test.yml"
+PROMTOOL_INSTALL = "apt-get install -y prometheus  (Debian package; provides promtool)"
+SERIES = re.compile(r"\b(digits[_:][a-z0-9_:]*|up)\b")
+
+
+def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    binary = require_tool("promtool", PROMTOOL_INSTALL)
+    return subprocess.run(
+        [binary, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def rules() -> list[dict]:
+    return [
+        rule
+        for path in RULE_FILES
+        for g in yaml.safe_load(path.read_text())["groups"]
+        for rule in g["rules"]
+    ]
+
+
+def recorded_names() -> set[str]:
+    return {rule["record"] for rule in rules() if "record" in rule}
+
+
+def unknown_series(expr: str) -> set[str]:
+    """Names in a PromQL expression that are neither app metrics nor our recording rules."""
+    names = set(SERIES.findall(expr))
+    return {
+        name
+        for name in names
+        if name != "up" and name not in recorded_names() and metric_base(name) not in KNOWN_METRICS
+    }
+
+
+def test_config_is_valid_and_loads_every_rule_file() -> None:
+    result = promtool("check", "config", str(PROM / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+def test_rules_pass_promtool(path: Path) -> None:
+    result = promtool("check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_unit_tests_pass() -> None:
+    result = promtool("test", "rules", str(ALERT_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_unit_tests_catch_a_wrong_burn_threshold(tmp_path: Path) -> None:
+    """Control: with a budget of 10 % instead of 0.01 % the unit tests must fail."""
+    shutil.copytree(PROM / "rules", tmp_path / "rules")
+    shutil.copytree(PROM / "tests", tmp_path / "tests")
+    alerts = tmp_path / "rules" / "alerts.yml"
+    alerts.write_text(alerts.read_text().replace("* 0.0001)", "* 0.1)"))
+    result = promtool("test", "rules", str(tmp_path / "tests" / ALERT_TESTS.name))
+    assert result.returncode != 0
+    assert "DigitsAvailabilityBudgetBurnFast" in result.stdout + result.stderr
+
+
+def test_rules_read_only_known_series() -> None:
+    for rule in rules():
+        assert not unknown_series(rule["expr"]), (rule.get("record") or rule["alert"], rule["expr"])
+
+
+def test_unknown_series_are_noticed() -> None:
+    assert unknown_series("sum(rate(digits_http_request_total[5m]))") == {
+        "digits_http_request_total"
+    }
+    assert unknown_series("digits:sli_errors:ratio_rate7m") == {"digits:sli_errors:ratio_rate7m"}
+
+
+def test_the_promised_alerts_exist() -> None:
+    alerts = {rule["alert"]: rule for rule in rules() if "alert" in rule}
+    for slo in ("Availability", "Latency"):
+        for speed, severity in (("Fast", "page"), ("Slow", "ticket")):
+            rule = alerts[f"Digits{slo}BudgetBurn{speed}"]
+            assert rule["labels"]["severity"] == severity
+            # Multi-window: each condition pairs a long and a short window.
+            assert len(re.findall(r"ratio_rate\w+", rule["expr"])) == 4
+    assert "digits.interactive" in alerts["DigitsInteractiveQueueStale"]["expr"]
+    assert "absent(digits_worker_up)" in alerts["DigitsNoWorkers"]["expr"]
+    assert "sum(digits_worker_up) == 0" in alerts["DigitsNoWorkers"]["expr"]
+
+
+def test_objectives_match_the_slo() -> None:
+    recorded = {rule["record"]: rule["expr"] for rule in rules() if "record" in rule}
+    assert recorded["digits:slo_availability:objective"] == "vector(0.9999)"
+    bucket = recorded["digits:sli_slow:ratio_rate5m"]
+    assert 'le="2.0"' in bucket  # prometheus-client renders the 2 s bucket bound as 2.0
+
+
+def test_scrape_targets_follow_the_compose_services() -> None:
+    config = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    services = compose_resolved()["services"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for job, port in (("api", 8000), ("worker", 9100)):
+        (sd,) = jobs[job]["dns_sd_configs"]
+        assert sd["port"] == port and sd["type"] == "A"
+        assert job in sd["names"] and job in services
+    assert services["worker"]["environment"]["WORKER_METRICS_PORT"] == "9100"
+    assert services["api"]["environment"]["API_PORT"] == "8000"
+
+
+def test_every_metric_name_is_defined_in_the_application() -> None:
+    """The names used in rules and dashboards appear, spelled out, in the API/worker source."""
+    source = "\n".join(
+        path.read_text()
+        for package in ("api", "workers", "common")
+        for path in (ROOT / package).rglob("*.py")
+    )
+    missing = []
+    for name, kind in KNOWN_METRICS.items():
+        stem = name.removesuffix("_total") if kind == "counter" else name
+        stem = stem.removesuffix("_info") if kind == "info" else stem
+        if not re.search(rf"[\"']{re.escape(stem)}(_total|_info)?[\"']", source):
+            missing.append(name)
+    assert not missing, f"not defined in api/, workers/ or common/: {missing}"

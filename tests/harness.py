@@ -1,0 +1,144 @@
+"""Real processes for integration tests: a throw-away redis-server, workers, the API.
+
+Everything listens on free loopback ports, so the machine's own Redis is never touched.
+Every wait polls a condition with a deadline; nothing sleeps blindly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_DIR = ROOT / "test-output" / "logs"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(
+    condition: Callable[[], T], timeout: float, message: str = "condition", interval: float = 0.05
+) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the condition may raise until the thing is up
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {message} (last error: {last_error})"
+    )
+
+
+class ManagedProcess:
+    """A child process with its output in test-output/logs/<name>.log."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log_path = LOG_DIR / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (graceful), then SIGKILL of the whole process group if it lingers."""
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class RedisServer:
+    def __init__(self, port: int | None = None, *extra: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run `make test` (it installs it)")
+        self.port = port or free_port()
+        self.dir = LOG_DIR.parent / "redis" / str(self.port)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(self.dir), *extra]
+        self.process = ManagedProcess(f"redis-{self.port}", argv, {})
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        wait_until(lambda: self.client().ping(), 10, f"redis-server on {self.port}")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=1)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_worker(redis_url: str, name: str = "worker", **env: str) -> ManagedProcess:
+    settings = {
+        "REDIS_URL": redis_url,
+        "WORKER_CONCURRENCY": "1",
+        "HEARTBEAT_INTERVAL_S": "0.5",
+        "LOG_LEVEL": "INFO",
+        **env,
+    }
+    return ManagedProcess(name, [sys.executable, "-m", "workers"], settings)
+
+
+def live_workers(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    return client.zcount("digits:workers", time.time() - 3, "+inf")
+
+
+def wait_for_workers(redis_url: str, count: int = 1, timeout: float = 60) -> None:
+    wait_until(lambda: live_workers(redis_url) >= count, timeout, f"{count} worker(s) ready")
+
+
+def start_api(redis_url: str, port: int, name: str = "api", **env: str) -> ManagedProcess:
+    settings = {"REDIS_URL": redis_url, "API_PORT": str(port), "API_HOST": "127.0.0.1", **env}
+    process = ManagedProcess(name, [sys.executable, "-m", "api"], settings)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(f"{url}/livez", timeout=1).status_code == 200, 30, "API /livez")
+    return process

@@ -1,0 +1,135 @@
+"""Registry rules: numbering, immutability, alias resolution, listing, promote/refuse/force."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common import registry
+
+NAME = "digits"
+
+
+def add_version(models: Path, accuracy: float | None, name: str = NAME) -> int:
+    staged = registry.staging_dir(models, name)
+    metrics = {} if accuracy is None else {"test_accuracy": accuracy, "test_loss": 0.03}
+    (staged / "model.onnx").write_bytes(b"weights")
+
+    def finalize(version: int) -> None:
+        metadata = {"version": version, "created_at": "2026-01-01T00:00:00+00:00"}
+        (staged / "metadata.json").write_text(json.dumps({**metadata, "metrics": metrics}))
+
+    return registry.publish(models, name, staged, finalize)
+
+
+def test_versions_are_numbered_and_listed(tmp_path: Path) -> None:
+    assert registry.list_versions(tmp_path, NAME) == []
+    assert [add_version(tmp_path, a) for a in (0.991, 0.985, 0.993)] == [1, 2, 3]
+    registry.promote(tmp_path, NAME, 3)
+    infos = registry.list_versions(tmp_path, NAME)
+    assert [(i.version, i.accuracy, i.aliases) for i in infos] == [
+        (1, 0.991, []),
+        (2, 0.985, []),
+        (3, 0.993, ["production"]),
+    ]
+    assert not list((tmp_path / NAME).glob(".staging-*"))
+
+
+def test_resolve_alias_and_explicit_version(tmp_path: Path) -> None:
+    add_version(tmp_path, 0.991)
+    add_version(tmp_path, 0.992)
+    with pytest.raises(registry.VersionNotFoundError, match="no alias 'production'"):
+        registry.resolve(tmp_path, NAME)
+    registry.promote(tmp_path, NAME, "1")
+    assert registry.resolve(tmp_path, NAME) == tmp_path / NAME / "1"
+    assert registry.resolve(tmp_path, NAME, 2) == tmp_path / NAME / "2"
+    assert registry.resolve(tmp_path, NAME, "2") == tmp_path / NAME / "2"
+    assert json.loads((tmp_path / NAME / "aliases.json").read_text()) == {"production": "1"}
+    with pytest.raises(registry.VersionNotFoundError, match="version 9 not found"):
+        registry.resolve(tmp_path, NAME, 9)
+
+
+def test_promotion_refuses_below_minimum_unless_forced(tmp_path: Path) -> None:
+    add_version(tmp_path, 0.9899)
+    with pytest.raises(registry.PromotionRefusedError, match=r"below the 99\.0% minimum"):
+        registry.promote(tmp_path, NAME, 1)
+    assert registry.read_aliases(tmp_path, NAME) == {}
+    assert registry.promote(tmp_path, NAME, 1, force=True) == 1
+    assert registry.read_aliases(tmp_path, NAME) == {"production": 1}
+
+
+def test_promotion_refuses_regression_over_limit(tmp_path: Path) -> None:
+    add_version(tmp_path, 0.9950)
+    add_version(tmp_path, 0.9925)  # 0.25 points worse: refused
+    add_version(tmp_path, 0.9935)  # 0.15 points worse: allowed
+    add_version(tmp_path, None)  # no metrics at all: refused
+    registry.promote(tmp_path, NAME, 1)
+    with pytest.raises(registry.PromotionRefusedError, match="worse than production version 1"):
+        registry.promote(tmp_path, NAME, 2)
+    with pytest.raises(registry.PromotionRefusedError, match="no test accuracy"):
+        registry.promote(tmp_path, NAME, 4)
+    assert registry.read_aliases(tmp_path, NAME) == {"production": 1}
+    registry.promote(tmp_path, NAME, 3)
+    assert registry.read_aliases(tmp_path, NAME) == {"production": 3}
+    registry.promote(tmp_path, NAME, 2, force=True)
+    assert registry.read_aliases(tmp_path, NAME) == {"production": 2}
+
+
+def test_versions_are_immutable(tmp_path: Path) -> None:
+    add_version(tmp_path, 0.991)
+    before = {p.name: p.read_bytes() for p in (tmp_path / NAME / "1").iterdir()}
+    registry.promote(tmp_path, NAME, 1)
+    assert add_version(tmp_path, 0.995) == 2  # a new number, never a rewrite of 1
+    after = {p.name: p.read_bytes() for p in (tmp_path / NAME / "1").iterdir()}
+    assert after == before
+    # a staging folder cannot be renamed over an existing version
+    staged = registry.staging_dir(tmp_path, NAME)
+    (staged / "x").write_text("x")
+    with pytest.raises(OSError):
+        Path(staged).rename(tmp_path / NAME / "1")
+
+
+def test_failed_finalize_leaves_no_version(tmp_path: Path) -> None:
+    staged = registry.staging_dir(tmp_path, NAME)
+
+    def boom(version: int) -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        registry.publish(tmp_path, NAME, staged, boom)
+    assert registry.versions(tmp_path, NAME) == []
+    assert not (tmp_path / NAME / "1").exists()
+    assert add_version(tmp_path, 0.991) == 1
+
+
+def test_publish_refuses_a_folder_outside_the_model(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(registry.RegistryError, match="staging folder"):
+        registry.publish(tmp_path / "models", NAME, elsewhere)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "training", "registry", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_cli_list_show_promote(tmp_path: Path) -> None:
+    add_version(tmp_path, 0.9912, name="mnist_cnn")
+    add_version(tmp_path, 0.95, name="mnist_cnn")
+    common = ["--models-dir", str(tmp_path)]
+    refused = run_cli("promote", "2", *common)
+    assert refused.returncode == 2 and "refusing to promote" in refused.stderr
+    assert run_cli("promote", "1", *common).returncode == 0
+    listing = run_cli("list", *common)
+    assert listing.returncode == 0
+    lines = listing.stdout.splitlines()
+    assert "99.1200%" in lines[1] and lines[1].rstrip().endswith("production")
+    shown = run_cli("show", "production", *common)
+    assert json.loads(shown.stdout)["version"] == 1
+    assert run_cli("promote", "2", "--force", *common).returncode == 0
+    assert registry.read_aliases(tmp_path, "mnist_cnn") == {"production": 2}

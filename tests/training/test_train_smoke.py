@@ -1,0 +1,90 @@
+"""A short real training run through the CLI produces a complete, well-formed version folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from common import registry
+
+EXPECTED_METADATA = {
+    "name",
+    "version",
+    "created_at",
+    "architecture",
+    "parameters",
+    "data",
+    "code",
+    "libraries",
+    "training",
+    "metrics",
+    "keras_metrics",
+    "export_parity",
+    "reference",
+    "onnx",
+    "input_contract",
+    "files",
+}
+
+
+@pytest.mark.slow
+def test_smoke_training_writes_a_complete_version(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "training", "train", "--models-dir", str(tmp_path)]
+    command += ["--limit", "2000", "--epochs", "1", "--promote"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    # 1 epoch on 2,000 images cannot reach 99 %: the version is written, promotion refused
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "not promoted" in done.stderr
+    assert registry.read_aliases(tmp_path, "mnist_cnn") == {}
+
+    folder = registry.resolve(tmp_path, "mnist_cnn", 1)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "MODEL_CARD.md",
+        "metadata.json",
+        "model.keras",
+        "model.onnx",
+    ]
+    assert not list((tmp_path / "mnist_cnn").glob(".staging-*"))
+
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata.keys() >= EXPECTED_METADATA
+    assert metadata["version"] == 1
+    assert metadata["architecture"]["params"] == 34_826
+    assert metadata["parameters"]["limit"] == 2000
+    assert metadata["data"]["train_images"] == 1800
+    assert metadata["data"]["validation_images"] == 200
+    assert metadata["data"]["test_images"] == 10_000
+    assert set(metadata["data"]["sha256"]) == {"x_train", "y_train", "x_test", "y_test"}
+    m = metadata["metrics"]
+    assert isinstance(m["test_accuracy"], float) and 0.0 <= m["test_accuracy"] <= 1.0
+    assert isinstance(m["test_loss"], float) and m["test_loss"] > 0
+    matrix = np.array(m["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 10_000
+    assert np.trace(matrix) == round(m["test_accuracy"] * 10_000)
+    assert set(m["per_class"]) == {str(c) for c in range(10)}
+    assert {"precision", "recall", "support"} <= m["per_class"]["3"].keys()
+    ref = metadata["reference"]
+    for key in ("train_label_distribution", "test_predicted_class_distribution"):
+        assert len(ref[key]) == 10 and abs(sum(ref[key]) - 1) < 1e-4
+    assert abs(sum(ref["test_confidence_histogram"]["fractions"]) - 1) < 1e-4
+    assert metadata["export_parity"]["argmax_agreement"] == 1.0
+    assert metadata["export_parity"]["max_abs_diff"] < 1e-4
+    assert metadata["training"]["seconds"] > 0
+    assert len(metadata["training"]["history"]["loss"]) == 1
+
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, out.name) == (metadata["onnx"]["input_name"], metadata["onnx"]["output_name"])
+    probabilities = session.run(None, {inp.name: np.zeros((3, 28, 28, 1), np.float32)})[0]
+    assert probabilities.shape == (3, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "Intended use" in card and "Caveats" in card and "Confusion matrix" in card
+    assert f"{m['test_accuracy']:.4%}" in card

@@ -1,0 +1,1 @@
+"""Training pipeline: MNIST -> Keras CNN -> ONNX export -> versioned folder in the registry."""

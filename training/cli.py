@@ -1,0 +1,139 @@
+"""`python -m training train|registry ...`: train a new version, list/show/promote versions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common import registry
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train the MNIST CNN into the model registry and manage its versions.",
+    )
+    # registry options live on every subcommand so they can follow it (`train --name x`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--models-dir",
+        type=Path,
+        default=registry.default_models_dir(),
+        help="registry root (default: $MODELS_DIR or ./models)",
+    )
+    common.add_argument("--name", default="mnist_cnn", help="model name (default: mnist_cnn)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train a new immutable version",
+        description="Train on MNIST, export ONNX, evaluate, write models/<name>/<next version>/.",
+    )
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--limit", type=int, default=None, help="use the first N training images")
+    train.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="scan-robustness augmentation: rotation, scale, shear, shift, stroke width",
+    )
+    train.add_argument(
+        "--data", type=Path, default=None, help="an mnist.npz (default: $MNIST_NPZ, caches, PyPI)"
+    )
+    train.add_argument(
+        "--promote", action="store_true", help="promote to production if the rules allow"
+    )
+
+    reg = commands.add_parser("registry", help="list, show or promote versions")
+    reg_commands = reg.add_subparsers(dest="registry_command", required=True)
+    reg_commands.add_parser(
+        "list", parents=[common], help="versions with their test accuracy and aliases"
+    )
+    show = reg_commands.add_parser("show", parents=[common], help="print a version's metadata.json")
+    show.add_argument("version", help="a version number or an alias (e.g. production)")
+    promote = reg_commands.add_parser(
+        "promote",
+        parents=[common],
+        help="point the production alias at a version",
+        description=(
+            f"Refuses a version below {registry.MIN_ACCURACY:.1%} test accuracy or more than "
+            f"{registry.MAX_REGRESSION * 100:.1f} points worse than production unless --force."
+        ),
+    )
+    promote.add_argument("version", help="a version number or an alias")
+    promote.add_argument("--alias", default=registry.PRODUCTION)
+    promote.add_argument("--force", action="store_true", help="skip the accuracy rules")
+    return parser
+
+
+def _list(models_dir: Path, name: str) -> int:
+    infos = registry.list_versions(models_dir, name)
+    if not infos:
+        print(f"no versions of {name!r} in {models_dir}")
+        return 0
+    print(f"{'version':>7}  {'accuracy':>9}  {'loss':>7}  {'created':<25}  aliases")
+    for info in infos:
+        accuracy = f"{info.accuracy:.4%}" if info.accuracy is not None else "-"
+        loss = f"{info.loss:.4f}" if info.loss is not None else "-"
+        created = info.created_at or "-"
+        print(
+            f"{info.version:>7}  {accuracy:>9}  {loss:>7}  {created:<25}  {','.join(info.aliases)}"
+        )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    result = train(
+        TrainConfig(
+            name=args.name,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            limit=args.limit,
+            augment=args.augment,
+            models_dir=args.models_dir,
+            data_path=args.data,
+        )
+    )
+    m = result.metadata["metrics"]
+    print(
+        f"version {result.version} written to {result.path}: test accuracy "
+        f"{m['test_accuracy']:.4%}, loss {m['test_loss']:.4f}"
+    )
+    if args.promote:
+        try:
+            registry.promote(args.models_dir, args.name, result.version)
+        except registry.PromotionRefusedError as exc:
+            print(f"not promoted: {exc}", file=sys.stderr)
+            return 3
+        print(f"version {result.version} promoted to {registry.PRODUCTION}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.registry_command == "list":
+            return _list(args.models_dir, args.name)
+        if args.registry_command == "show":
+            metadata = registry.read_metadata(args.models_dir, args.name, args.version)
+            print(json.dumps(metadata, indent=2))
+            return 0
+        version = registry.promote(
+            args.models_dir, args.name, args.version, alias=args.alias, force=args.force
+        )
+        print(f"{args.name} {args.alias} -> version {version}")
+        return 0
+    except registry.RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

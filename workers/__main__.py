@@ -1,0 +1,36 @@
+"""`python -m workers`: start a Celery worker with the flags this service relies on."""
+
+from __future__ import annotations
+
+from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
+from common.logs import configure_logging
+from workers.app import celery_app, settings
+
+
+def worker_argv() -> list[str]:
+    argv = [
+        "worker",
+        # Interactive first: with queue_order_strategy=priority the order here is the priority.
+        f"--queues={QUEUE_INTERACTIVE},{QUEUE_BULK}",
+        "--pool=prefork",
+        "--prefetch-multiplier=1",
+        "-O",
+        "fair",
+        f"--loglevel={settings.log_level}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if settings.worker_autoscale:
+        argv.append(f"--autoscale={settings.worker_autoscale}")
+    else:
+        argv.append(f"--concurrency={settings.worker_concurrency}")
+    return argv
+
+
+def main() -> None:
+    configure_logging("worker", settings.log_level, settings.log_json)
+    celery_app.worker_main(worker_argv())
+
+
+if __name__ == "__main__":
+    main()

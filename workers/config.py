@@ -1,0 +1,26 @@
+"""The worker process's settings, from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from common.settings import ServiceSettings
+
+
+class WorkerSettings(ServiceSettings):
+    models_dir: str = "models"
+    model_name: str = "mnist_cnn"
+    model_version: str = "production"
+    """A version number or an alias from `models/<name>/aliases.json`."""
+    worker_concurrency: int = Field(2, ge=1)
+    """Prefork processes, each with its own model copy; one per core is right for ONNX Runtime."""
+    worker_autoscale: str = ""
+    """`max,min` for Celery's --autoscale (overrides concurrency when set)."""
+    max_batch_size: int = Field(256, ge=1)
+    """Images per model call: a bigger message is run in chunks of this size."""
+    inference_threads: int = Field(1, ge=1)
+    """ONNX Runtime intra-op threads per process (processes already use the cores)."""
+    heartbeat_interval_s: float = Field(2.0, gt=0.0)
+    worker_metrics_port: int = 9100
+    visibility_timeout_s: int = Field(300, ge=10)
+    """Redis transport: an unacknowledged message is redelivered after this (worker host lost)."""

@@ -1,0 +1,42 @@
+"""Tells the API that a process with a loaded model is alive (what `/readyz` checks)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+
+import redis
+
+from common.contract import WORKER_HEARTBEAT_KEY
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    def __init__(self, client: redis.Redis, name: str, interval_s: float) -> None:
+        self._redis = client
+        self.name = name
+        self._interval_s = interval_s
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def beat(self) -> None:
+        self._redis.zadd(WORKER_HEARTBEAT_KEY, {self.name: time.time()})
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(redis.RedisError):
+            self._redis.zrem(WORKER_HEARTBEAT_KEY, self.name)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            try:
+                self.beat()
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)

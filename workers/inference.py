@@ -1,0 +1,158 @@
+"""One Celery message -> one model call over all its images -> one outcome per job."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.contract import JobKind, JobSpec, JobStatus, PredictMessage, decode_images
+from common.postcode import assemble
+from workers.model import DigitModel
+from workers.results import Outcome, ResultWriter, WriteReport
+
+log = logging.getLogger(__name__)
+
+NO_DIGIT = "no_digit_found"
+LOW_CONFIDENCE = "low_confidence"
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    images: int
+    model_seconds: float
+    queue_wait_seconds: float
+    report: WriteReport
+
+
+def prediction(probabilities: np.ndarray, blank: bool, threshold: float) -> dict:
+    """The public shape of one digit's answer (README: HTTP contract)."""
+    if blank:
+        return {
+            "digit": None,
+            "confidence": 0.0,
+            "probabilities": None,
+            "needs_review": True,
+            "reason": NO_DIGIT,
+        }
+    digit = int(np.argmax(probabilities))
+    confidence = float(probabilities[digit])
+    answer = {
+        "digit": digit,
+        "confidence": round(confidence, 6),
+        "probabilities": [round(float(p), 6) for p in probabilities],
+        "needs_review": confidence < threshold,
+    }
+    if answer["needs_review"]:
+        answer["reason"] = LOW_CONFIDENCE
+    return answer
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        model: DigitModel,
+        writer: ResultWriter,
+        *,
+        max_batch_size: int,
+        review_threshold: float,
+        on_predictions: Callable[[list[dict]], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.writer = writer
+        self.max_batch_size = max_batch_size
+        self.review_threshold = review_threshold
+        self._on_predictions = on_predictions
+
+    def run(self, payload: dict) -> BatchStats:
+        message = PredictMessage.from_dict(payload)
+        queue_wait = max(0.0, time.time() - message.enqueued_at)
+        ids = [job.id for job in message.jobs]
+        self.writer.mark_running(ids)
+        started = time.perf_counter()
+        try:
+            images = decode_images(message.images)
+            expected = sum(job.n for job in message.jobs)
+            if len(images) != expected:
+                raise ValueError(f"message carries {len(images)} images for {expected}")
+            probabilities = self._predict(images)
+        except Exception as exc:  # the whole batch failed: every job says so explicitly
+            log.exception("batch failed", extra={"job_ids": ids})
+            outcomes = [self._failed(job, "inference_failed", str(exc)) for job in message.jobs]
+            return BatchStats(0, 0.0, queue_wait, self.writer.finish(outcomes, message.reply_to))
+        model_seconds = time.perf_counter() - started
+        outcomes, offset = [], 0
+        for job in message.jobs:
+            outcomes.append(self._outcome(job, probabilities[offset : offset + job.n]))
+            offset += job.n
+        report = self.writer.finish(outcomes, message.reply_to)
+        log.info(
+            "batch done",
+            extra={
+                "job_ids": ids,
+                "images": len(images),
+                "model_ms": round(model_seconds * 1e3, 3),
+            },
+        )
+        return BatchStats(len(images), model_seconds, queue_wait, report)
+
+    def _predict(self, images: np.ndarray) -> np.ndarray:
+        chunks = [
+            self.model.predict(images[i : i + self.max_batch_size])
+            for i in range(0, len(images), self.max_batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, 10), dtype=np.float32)
+
+    def _outcome(self, job: JobSpec, probabilities: np.ndarray) -> Outcome:
+        try:
+            blank = set(job.meta.get("blank", ()))
+            answers = [
+                prediction(p, i in blank, self.review_threshold)
+                for i, p in enumerate(probabilities)
+            ]
+            if self._on_predictions:
+                self._on_predictions(answers)
+            body = {
+                "id": job.id,
+                "status": str(JobStatus.DONE),
+                "kind": str(job.kind),
+                "model_version": self.model.info.version,
+            }
+            if job.kind is JobKind.POSTCODE:
+                body.update(self._postcodes(job, answers))
+            else:
+                body["predictions"] = answers
+            return Outcome(job.id, str(JobStatus.DONE), body)
+        except Exception as exc:  # one bad job fails alone, not its batch
+            log.exception("job failed", extra={"job_id": job.id})
+            return self._failed(job, "job_failed", str(exc))
+
+    def _postcodes(self, job: JobSpec, answers: list[dict]) -> dict:
+        codes, offset = [], 0
+        for group in job.meta["groups"]:
+            count = group["count"]
+            digits = [(a["digit"], a["confidence"]) for a in answers[offset : offset + count]]
+            codes.append(
+                assemble(
+                    digits,
+                    group["boxes"],
+                    expected_length=group.get("length"),
+                    threshold=self.review_threshold,
+                    doubtful=group.get("doubtful", False),
+                )
+            )
+            offset += count
+        # A single code is also given at the top level: the common case reads naturally.
+        return {"postcodes": codes, **(codes[0] if len(codes) == 1 else {})}
+
+    def _failed(self, job: JobSpec, code: str, message: str) -> Outcome:
+        body = {
+            "id": job.id,
+            "status": str(JobStatus.FAILED),
+            "kind": str(job.kind),
+            "error": {"code": code, "message": message},
+        }
+        return Outcome(job.id, str(JobStatus.FAILED), body)

@@ -1,0 +1,65 @@
+"""Writes job outcomes to Redis: first result wins, one round trip and one PUBLISH per batch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import redis
+
+from common.contract import job_key, result_channel
+from common.jobstate import FINISH, MARK_RUNNING, finish_args
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: str
+    status: str
+    body: dict
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    written: int
+    duplicates: int
+
+
+class ResultWriter:
+    def __init__(self, client: redis.Redis, worker_name: str, retry_for_s: float = 30.0) -> None:
+        self._mark_running = client.register_script(MARK_RUNNING)
+        self._finish = client.register_script(FINISH)
+        self._worker_name = worker_name
+        self._retry_for_s = retry_for_s
+
+    def mark_running(self, job_ids: Sequence[str]) -> None:
+        keys = [job_key(i) for i in job_ids]
+        self._mark_running(keys=keys, args=[f"{time.time():.6f}", self._worker_name])
+
+    def finish(self, outcomes: Sequence[Outcome], reply_to: str | None) -> WriteReport:
+        """Store every outcome; notify the waiting API process, if any, in one message.
+
+        NOTE: retried for a while on connection errors: a result computed while Redis
+        restarts must not be dropped (the message is acknowledged only after this returns).
+        """
+        keys = [job_key(o.job_id) for o in outcomes]
+        triples = [(o.job_id, o.status, orjson.dumps(o.body)) for o in outcomes]
+        args = finish_args(result_channel(reply_to) if reply_to else "", time.time(), triples)
+        deadline = time.monotonic() + self._retry_for_s
+        delay = 0.1
+        while True:
+            try:
+                written, duplicates = self._finish(keys=keys, args=args)
+                if duplicates:
+                    log.info("duplicate results dropped", extra={"duplicates": duplicates})
+                return WriteReport(int(written), int(duplicates))
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("redis unavailable while writing results; retrying")
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)

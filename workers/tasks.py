@@ -1,0 +1,66 @@
+"""The `digits.predict` task and the per-process state it runs on."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import redis
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from common.contract import TASK_PREDICT
+from common.logs import configure_logging
+from workers.app import celery_app, settings
+from workers.heartbeat import Heartbeat
+from workers.inference import BatchRunner
+from workers.model import DigitModel
+from workers.results import ResultWriter
+
+log = logging.getLogger(__name__)
+
+
+class _ProcessState:
+    runner: BatchRunner | None = None
+    heartbeat: Heartbeat | None = None
+
+
+_state = _ProcessState()
+
+
+@worker_process_init.connect
+def load_model(**_: object) -> None:
+    """After fork: load and warm the model, then start reporting ready."""
+    configure_logging("worker", settings.log_level, settings.log_json)
+    model = DigitModel.load(
+        settings.models_dir, settings.model_name, settings.model_version, settings.inference_threads
+    )
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2.0,
+        socket_timeout=10.0,
+        health_check_interval=30,
+    )
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    _state.runner = BatchRunner(
+        model,
+        ResultWriter(client, name),
+        max_batch_size=settings.max_batch_size,
+        review_threshold=settings.review_threshold,
+    )
+    _state.heartbeat = Heartbeat(client, name, settings.heartbeat_interval_s)
+    _state.heartbeat.start()
+    log.info("model loaded", extra={"model": model.info.name, "version": model.info.version})
+
+
+@worker_process_shutdown.connect
+def stop_heartbeat(**_: object) -> None:
+    if _state.heartbeat:
+        _state.heartbeat.stop()
+
+
+@celery_app.task(name=TASK_PREDICT, acks_late=True, reject_on_worker_lost=True)
+def predict(message: dict) -> None:
+    if _state.runner is None:
+        raise RuntimeError("model not loaded in this process")
+    _state.runner.run(message)
