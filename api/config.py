@@ -28,6 +28,10 @@ class ApiSettings(ServiceSettings):
     """Connect/read timeout to Redis: with Redis down, submissions fail (503) within this."""
     worker_stale_s: float = Field(10.0, gt=0.0)
     """A worker whose last heartbeat is older than this does not count for /readyz."""
+    sync_budget_s: float = Field(1.5, gt=0.0)
+    """Admission: a sync request whose expected queue wait exceeds this is refused (503)."""
+    max_bulk_messages: int = Field(20_000, ge=1)
+    """Admission: bulk submissions are refused (503) while this many batches are queued."""
     sweep_interval_s: float = Field(2.0, gt=0.0)
     """How often unfinished jobs are checked for a lost worker (see api/sweeper.py)."""
     sweep_queued_grace_s: float = Field(10.0, gt=0.0)
@@ -39,3 +43,15 @@ class ApiSettings(ServiceSettings):
     @property
     def api_key_set(self) -> frozenset[str]:
         return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
+
+    # --- observability (api/observability.py) ---
+    slo_availability: float = Field(0.9999, gt=0.0, lt=1.0)
+    """Availability objective: the share of /v1 requests answered without a 5xx."""
+    slo_latency_s: float = Field(2.0, gt=0.0)
+    """Latency objective shown on the dashboard (a bucket edge of the latency histogram)."""
+    drift_psi_threshold: float = Field(0.2, gt=0.0)
+    """Predicted-class PSI above this (with enough samples) is reported as drifting."""
+    drift_min_samples: int = Field(200, ge=1)
+    """Fewer predictions than this in a window: drift is `insufficient_data`, not judged."""
+    slo_flush_interval_s: float = Field(1.0, gt=0.0)
+    """How often each process adds its counts to the per-minute Redis hashes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +11,14 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis
 
-from common.contract import FINAL_STATUSES, WORKER_HEARTBEAT_KEY, JobSpec, JobStatus, job_key
+from common.contract import (
+    FINAL_STATUSES,
+    KEY_PREFIX,
+    WORKER_HEARTBEAT_KEY,
+    JobSpec,
+    JobStatus,
+    job_key,
+)
 from common.jobstate import PENDING_KEY
 
 
@@ -47,6 +55,14 @@ class JobStore:
                 pipe.expire(key, self._ttl_s)
             pipe.zadd(PENDING_KEY, {job.spec.id: float(now) for job in jobs})
             await pipe.execute()
+
+    async def claim_idempotency_key(self, key: str, job_id: str) -> str | None:
+        """Bind `key` to `job_id` unless already bound; returns the job it was bound to before."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        previous = await self._redis.set(
+            f"{KEY_PREFIX}:idempotency:{digest}", job_id, nx=True, ex=self._ttl_s, get=True
+        )
+        return previous.decode() if previous is not None else None
 
     async def get(self, job_id: str) -> dict | None:
         """The public view of a job, or None when unknown or expired."""

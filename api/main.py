@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from api import observability
+from api.admission import Admission
 from api.config import ApiSettings
 from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
 from api.jobs import JobStore
 from api.results import ResultListener
-from api.routes import health, predict
+from api.routes import dashboard, health, metrics, predict
 from api.service import PredictionService
 from api.sweeper import Sweeper, SweepPolicy
 from common.contract import TASK_PREDICT
@@ -31,6 +34,12 @@ def celery_sender(settings: ApiSettings):
         celery.send_task(TASK_PREDICT, args=[payload], queue=queue, retry=False, ignore_result=True)
 
     return send
+
+
+async def _first_look(admission: Admission) -> None:
+    """Read the queue state once before serving, so the first requests are judged on facts."""
+    with contextlib.suppress(RedisError, OSError):
+        await admission.refresh()
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -56,7 +65,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
         app.state.settings = settings
         app.state.store = store
-        app.state.service = PredictionService(store, dispatcher, listener)
+        admission = Admission(
+            client,
+            sync_budget_s=settings.sync_budget_s,
+            max_bulk_messages=settings.max_bulk_messages,
+            worker_stale_s=settings.worker_stale_s,
+        )
+        app.state.service = PredictionService(store, dispatcher, listener, admission)
         sweeper = Sweeper(
             client,
             dispatcher,
@@ -69,15 +84,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             owner=listener.reply_to,
         )
         await listener.start()
+        await _first_look(admission)
+        admission.start()
         sweeper.start()
+        obs = await observability.start(app, settings)
         try:
             yield
         finally:
+            await admission.stop()
             await sweeper.stop()
             await dispatcher.close()
             await listener.stop()
             await client.aclose()
             await listener_client.aclose()
+            await obs.stop()
 
     app = FastAPI(
         title="Digits reading service",
@@ -90,4 +110,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.router)
+    app.include_router(metrics.router)
+    app.include_router(dashboard.router)
+    observability.install(app)
     return app

@@ -7,6 +7,7 @@ import uuid
 
 from starlette.responses import Response
 
+from api.admission import Admission
 from api.dispatch import Dispatcher
 from api.errors import json_response
 from api.inputs import Prepared
@@ -32,19 +33,32 @@ def finished(view: dict) -> Response:
 
 
 class PredictionService:
-    def __init__(self, store: JobStore, dispatcher: Dispatcher, listener: ResultListener) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        dispatcher: Dispatcher,
+        listener: ResultListener,
+        admission: Admission,
+    ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.listener = listener
+        self.admission = admission
 
     async def predict(self, prepared: Prepared, wait_s: float) -> Response:
-        """Answer within `wait_s`: 200 with the result, or 202 and the job continues."""
+        """Answer within `wait_s`: 200 with the result, or 202 and the job continues.
+
+        `wait_s=0` means "enqueue and return": always 202.
+        """
+        self.admission.check_sync()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         spec = self._spec(prepared)
         result = self.listener.expect(spec.id)  # NOTE: registered before the job can finish
         try:
             await self.dispatcher.submit(spec, prepared.images, QUEUE_INTERACTIVE)
+            if wait_s <= 0:
+                return accepted(spec.id, str(prepared.kind))
             try:
                 view = await asyncio.wait_for(result, max(0.0, deadline - loop.time()))
                 return finished(view)
@@ -58,8 +72,16 @@ class PredictionService:
         finally:
             self.listener.forget(spec.id)
 
-    async def submit(self, prepared: Prepared) -> Response:
+    async def submit(self, prepared: Prepared, idempotency_key: str | None = None) -> Response:
+        """Queue bulk work; a retry with the same `Idempotency-Key` gets the same job."""
+        self.admission.check_bulk()
         spec = self._spec(prepared)
+        if idempotency_key:
+            existing = await self.store.claim_idempotency_key(idempotency_key, spec.id)
+            if existing is not None:
+                view = await self.store.get(existing)
+                status = view["status"] if view else JobStatus.QUEUED
+                return accepted(existing, str(prepared.kind), status)
         await self.dispatcher.submit(spec, prepared.images, QUEUE_BULK)
         return accepted(spec.id, str(prepared.kind))
 

@@ -25,8 +25,12 @@ from PIL import Image, ImageOps
 
 IMAGE_SIDE = 28
 DIGIT_BOX = 20
-DEFAULT_MAX_PIXELS = 40_000_000
-"""Refuse larger images: a 40 Mpx greyscale decode is ~40 MB, RGBA ~160 MB."""
+DEFAULT_MAX_PIXELS = 25_000_000
+"""Refuse larger images (a 24 Mpx camera is 6000x4000): the full decode of an RGBA image of
+this size is ~100 MB, the most one request can make the process allocate."""
+DECODE_SIDE = 1280
+"""`decode` returns at most this many pixels per side: segmentation works at <= 640 px and a
+single digit at <= 160 px, so more only costs memory and time."""
 MAX_SIDE = 20_000
 WORK_SIDE = 160
 """Single digits are analysed at most this big: the result is 20 px, and downscaling averages
@@ -80,7 +84,8 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Image bytes -> 2-D uint8 greyscale in the image's own polarity (0 black, 255 white).
+    """Image bytes -> 2-D uint8 greyscale in the image's own polarity (0 black, 255 white),
+    at most DECODE_SIDE px per side (box-averaged down, aspect kept).
 
     EXIF orientation is applied, transparency is composited onto a background that contrasts
     with the ink (white for dark ink, black for light ink), GIFs use their first frame.
@@ -126,7 +131,9 @@ def _jpeg_draft(im: Image.Image) -> None:
     w, h = im.size
     scale = max(w, h) / 640
     if scale >= 2:
-        im.draft(im.mode if im.mode == "CMYK" else "L", (math.ceil(w / scale), math.ceil(h / scale)))
+        im.draft(
+            im.mode if im.mode == "CMYK" else "L", (math.ceil(w / scale), math.ceil(h / scale))
+        )
     elif im.mode in ("RGB", "YCbCr"):
         im.draft("L", (w, h))  # grey decode: skips the colour conversion
 
@@ -151,13 +158,14 @@ def _to_gray(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA")
     mode = im.mode
     if mode in ("RGBA", "LA"):
+        im = _shrink(im)  # Pillow premultiplies alpha when resizing
         alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
         gray = np.asarray(im.convert("L"), dtype=np.float32)
         return _composite(gray, alpha)
-    if mode == "1":
-        return np.asarray(im.convert("L"))
     if mode.startswith("I;16") or mode in ("I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
+        arr = np.asarray(im)
+        step = math.ceil(max(arr.shape) / DECODE_SIDE)
+        arr = arr[::step, ::step].astype(np.float64)  # rare input: subsampling is enough
         if mode != "F" or arr.max(initial=0) > 1.0:
             top = 65535.0 if arr.max(initial=0) > 255 else 255.0
         else:
@@ -165,7 +173,15 @@ def _to_gray(im: Image.Image) -> np.ndarray:
         return np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
     if mode != "L":
         im = im.convert("L")
-    return np.asarray(im)
+    return np.asarray(_shrink(im))
+
+
+def _shrink(im: Image.Image) -> Image.Image:
+    w, h = im.size
+    scale = DECODE_SIDE / max(w, h)
+    if scale >= 1:
+        return im
+    return im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
 
 
 def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -258,10 +274,6 @@ def otsu(hist: np.ndarray) -> int:
     return int(np.argmax(np.nan_to_num(between, nan=0.0, posinf=0.0)))
 
 
-def _border(gray: np.ndarray) -> np.ndarray:
-    return np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
-
-
 def _block_quantiles(img: np.ndarray, n: int, qs: tuple[float, ...]) -> np.ndarray:
     """(len(qs), n, n) quantiles of an n x n grid of blocks, from one bincount."""
     h, w = img.shape
@@ -287,6 +299,28 @@ def _interpolate(grid: np.ndarray, h: int, w: int) -> np.ndarray:
     return (rows[i0] * (1 - f) + rows[i1] * f).astype(np.float32)
 
 
+def _ink_is_dark(img: np.ndarray, q02: np.ndarray, q50: np.ndarray, q98: np.ndarray) -> bool:
+    """Polarity: the image border when it is clearly paper, else a vote of the blocks.
+
+    The border is paper in nearly every photo or scan, and is the only evidence that holds
+    for a tight crop of a fat digit. Under a strong shadow the border sits mid-range; then
+    each block votes for the side of its longer tail (one vote per block, so the few blocks
+    swamped by a thick stroke cannot outvote the rest).
+    """
+    border = np.concatenate([img[0], img[-1], img[1:-1, 0], img[1:-1, -1]])
+    lo, hi = float(q02.min()), float(q98.max())
+    if hi - lo >= MIN_CONTRAST:
+        position = (float(np.median(border)) - lo) / (hi - lo)
+        if position >= 0.75:
+            return True
+        if position <= 0.25:
+            return False
+    dark_tail, bright_tail = q50 - q02, q98 - q50
+    votes = np.sign(dark_tail - bright_tail) * (np.maximum(dark_tail, bright_tail) >= 12)
+    total = int(votes.sum())
+    return total > 0 if total else float(dark_tail.sum()) > float(bright_tail.sum())
+
+
 def _polarity_and_paper(img: np.ndarray) -> tuple[bool, np.ndarray | float]:
     """(ink is dark?, paper level in the white-ink-on-black frame).
 
@@ -299,7 +333,7 @@ def _polarity_and_paper(img: np.ndarray) -> tuple[bool, np.ndarray | float]:
     h, w = img.shape
     n = BACKGROUND_GRID if min(h, w) >= 48 else 1
     q02, q25, q50, q75, q98 = _block_quantiles(img, n, (0.02, 0.25, 0.5, 0.75, 0.98))
-    dark_ink = float((q50 - q02).sum()) > float((q98 - q50).sum())
+    dark_ink = _ink_is_dark(img, q02, q50, q98)
     grid = 255.0 - q75 if dark_ink else q25
     paper = float(grid[0, 0]) if n == 1 else _interpolate(grid, h, w)
     return dark_ink, paper
@@ -350,6 +384,28 @@ class Components:
     """(n,) pixel counts."""
 
 
+def _union(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Root (smallest member) of every node of a graph given by edges a-b, vectorised.
+
+    Hook the larger of two different roots onto the smaller, then compress paths fully;
+    labels only ever decrease, so there are no cycles, and few rounds are needed.
+    """
+    parent = np.arange(n)
+    while a.size:
+        pa, pb = parent[a], parent[b]
+        differ = pa != pb
+        if not differ.any():
+            break
+        a, b, pa, pb = a[differ], b[differ], pa[differ], pb[differ]
+        np.minimum.at(parent, np.maximum(pa, pb), np.minimum(pa, pb))
+        while True:
+            nxt = parent[parent]
+            if np.array_equal(nxt, parent):
+                break
+            parent = nxt
+    return parent
+
+
 def label_components(mask: np.ndarray) -> Components:
     """8-connected components of a boolean mask, pure numpy (run-length + union by min-label).
 
@@ -375,18 +431,7 @@ def label_components(mask: np.ndarray) -> Components:
     a = np.repeat(np.arange(n), counts)
     offsets = np.arange(a.size) - np.repeat(np.cumsum(counts) - counts, counts)
     b = np.repeat(first, counts) + offsets
-    parent = np.arange(n)
-    if a.size:
-        while True:
-            m = np.minimum(parent[a], parent[b])
-            new = parent.copy()
-            np.minimum.at(new, a, m)
-            np.minimum.at(new, b, m)
-            new = new[new]  # pointer jumping
-            new = new[new]
-            if np.array_equal(new, parent):
-                break
-            parent = new
+    parent = _union(n, a, b)
     is_root = parent == np.arange(n)
     comp = (np.cumsum(is_root) - 1)[parent]
     k = int(is_root.sum())
@@ -421,9 +466,9 @@ def significant(comps: Components, ink: np.ndarray, min_area: int = 3) -> np.nda
     """Indices (0-based) of components that are neither specks nor faint paper residue."""
     if comps.areas.size == 0:
         return np.zeros(0, int)
-    peak = np.zeros(comps.areas.size + 1, np.int32)
-    np.maximum.at(peak, comps.labels.ravel(), ink.ravel())
-    strong = peak[1:] >= FAINT_PEAK
+    strong = np.zeros(comps.areas.size + 1, bool)
+    strong[comps.labels[ink >= FAINT_PEAK]] = True
+    strong = strong[1:]
     if not strong.any():
         return np.zeros(0, int)
     limit = max(min_area, SPECK_FRACTION * comps.areas[strong].max())
@@ -498,7 +543,9 @@ def normalise(gray: np.ndarray) -> Normalised:
     keep = significant(comps, im.ink)
     if keep.size == 0:
         return Normalised(np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8), True)
-    ink = np.where(np.isin(comps.labels, keep + 1), im.ink, 0).astype(np.uint8)
+    chosen = np.zeros(comps.areas.size + 1, bool)
+    chosen[keep + 1] = True
+    ink = np.where(chosen[comps.labels], im.ink, 0).astype(np.uint8)
     return Normalised(crop_to_mnist(ink), False)
 
 

@@ -31,7 +31,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    # NOTE: sys.__stderr__: Celery swaps sys.stderr for a logging proxy in pool processes,
+    # and a handler writing to that proxy would feed its own records back to itself.
+    handler = logging.StreamHandler(sys.__stderr__)
     if json_lines:
         handler.setFormatter(JsonFormatter(service))
     else:

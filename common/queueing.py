@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
+
+QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 
 
 def make_celery(name: str, broker_url: str, **overrides: Any) -> Celery:
@@ -22,7 +24,9 @@ def make_celery(name: str, broker_url: str, **overrides: Any) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_default_queue=QUEUE_BULK,
-        task_queues=[Queue(QUEUE_INTERACTIVE), Queue(QUEUE_BULK)],
+        # NOTE: an exchange per queue; with the default exchange both queues would share one
+        # binding and every message would be delivered to both.
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         # NOTE: with "priority" the worker's BRPOP lists queues in the order given to -Q,
         # so interactive work is always taken before bulk work.
         broker_transport_options={

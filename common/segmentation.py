@@ -8,6 +8,7 @@ which sends the postcode to human review rather than silently misreading it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,7 +70,10 @@ def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
             a, b = groups[i], groups[i + 1]
             if _overlap(a, b) >= MERGE_OVERLAP * min(a.w, b.w):
                 groups[i] = _Group(
-                    a.ids + b.ids, min(a.x0, b.x0), max(a.x1, b.x1), min(a.y0, b.y0),
+                    a.ids + b.ids,
+                    min(a.x0, b.x0),
+                    max(a.x1, b.x1),
+                    min(a.y0, b.y0),
                     max(a.y1, b.y1),
                 )
                 del groups[i + 1]
@@ -89,14 +93,17 @@ def _split(group: _Group, ink: np.ndarray, labels: np.ndarray, parts: int) -> li
         cuts.append(lo + int(np.argmin(profile[lo:hi])))
     cuts.append(group.w)
     out = []
-    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+    for a, b in itertools.pairwise(cuts):
         cols = region[:, a:b]
         rows = np.nonzero(cols.any(axis=1))[0]
         if rows.size == 0 or b <= a:
             continue
         out.append(
             _Group(
-                group.ids, group.x0 + a, group.x0 + b, group.y0 + int(rows[0]),
+                group.ids,
+                group.x0 + a,
+                group.x0 + b,
+                group.y0 + int(rows[0]),
                 group.y0 + int(rows[-1]) + 1,
             )
         )
@@ -160,7 +167,5 @@ def segment(gray: np.ndarray, expected: int | None = None) -> Segmentation:
         ink = im.ink[g.y0 : g.y1, g.x0 : g.x1]
         crop = np.where(np.isin(sub, g.ids), ink, 0).astype(np.uint8)
         seg.crops.append(Normalised(crop_to_mnist(crop), False))
-        seg.boxes.append(
-            (round(g.x0 * inv), round(g.y0 * inv), round(g.w * inv), round(g.h * inv))
-        )
+        seg.boxes.append((round(g.x0 * inv), round(g.y0 * inv), round(g.w * inv), round(g.h * inv)))
     return seg

@@ -19,6 +19,9 @@ class ServiceSettings(BaseSettings):
     """How long job records and results are kept; an expired job id answers 404."""
     review_threshold: float = Field(0.80, ge=0.0, le=1.0)
     """Predictions below this confidence are marked `needs_review` and queued for a human."""
+    models_dir: str = "models"
+    """The model registry (`models/<name>/<version>/`, aliases in `aliases.json`)."""
+    model_name: str = "mnist_cnn"
     log_level: str = "INFO"
     log_json: bool = True
     """One JSON object per log line (job ids included), for log shippers."""

@@ -28,9 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--url", help="base URL of the live service")
     mode.add_argument("--offline", action="store_true", help="in-process, ONNX Runtime")
     run.add_argument("--model", type=Path, help="offline: model.onnx (default: production alias)")
-    run.add_argument("--threshold", type=float, default=float(os.environ.get("REVIEW_THRESHOLD", 0.9)))
+    run.add_argument(
+        "--threshold", type=float, default=float(os.environ.get("REVIEW_THRESHOLD", 0.9))
+    )
     run.add_argument("--workers", type=int, default=16, help="concurrent requests (online)")
+    sub.add_parser("speed", help="time decode + normalise per image on one core")
     args = parser.parse_args(argv)
+
+    if args.command == "speed":
+        from evaluation.speed import main as speed
+
+        print(speed())
+        return 0
 
     if args.command == "generate":
         seed = args.seed if args.seed is not None else (1 if args.split == "test" else 2)

@@ -126,9 +126,7 @@ def wild_digit(rng: Rng, digit: np.ndarray, kind: str) -> tuple[bytes, str]:
 def postcode(rng: Rng, digits: list[np.ndarray]) -> tuple[bytes, str]:
     """Digits side by side with uneven gaps, vertical jitter and size variation."""
     height = int(rng.integers(40, 121))
-    inks = [
-        _ink_of(d, int(height * rng.uniform(0.85, 1.15)), rng.uniform(-6, 6)) for d in digits
-    ]
+    inks = [_ink_of(d, int(height * rng.uniform(0.85, 1.15)), rng.uniform(-6, 6)) for d in digits]
     gaps = [int(height * rng.uniform(0.08, 0.6)) for _ in inks[1:]]
     margin = int(height * rng.uniform(0.2, 0.8)) + 4
     total_w = sum(i.shape[1] for i in inks) + sum(gaps) + 2 * margin

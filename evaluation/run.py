@@ -152,8 +152,9 @@ def evaluate(
         return list(pool.map(one, rows))
 
 
-def accuracy_table(outcomes: Iterable[Outcome]) -> list[tuple[str, int, float, float]]:
-    """(category, n, accuracy, flagged fraction) rows; wild also gets an overall row."""
+def accuracy_table(outcomes: Iterable[Outcome]) -> list[tuple[str, int, float, float, float]]:
+    """(category, n, accuracy, flagged fraction, accuracy of the unflagged) rows; wild also
+    gets an overall row. "Flagged" is the service's (or offline: the same) needs_review."""
     groups: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
         key = o.set if o.set in ("clean", "postcodes") else f"wild/{o.category}"
@@ -164,8 +165,15 @@ def accuracy_table(outcomes: Iterable[Outcome]) -> list[tuple[str, int, float, f
     rows = []
     for key in order:
         g = groups[key]
+        accepted = [o for o in g if not o.needs_review]
         rows.append(
-            (key, len(g), sum(o.correct for o in g) / len(g), sum(o.needs_review for o in g) / len(g))
+            (
+                key,
+                len(g),
+                sum(o.correct for o in g) / len(g),
+                sum(o.needs_review for o in g) / len(g),
+                sum(o.correct for o in accepted) / max(len(accepted), 1),
+            )
         )
     return rows
 
@@ -189,10 +197,15 @@ def threshold_table(
 
 
 def render(outcomes: list[Outcome], title: str) -> str:
-    lines = [f"## {title}", "", "| set | n | accuracy | flagged for review |", "|---|---:|---:|---:|"]
-    for key, n, acc, flag in accuracy_table(outcomes):
+    lines = [
+        f"## {title}",
+        "",
+        "| set | n | accuracy | flagged for review | accuracy of the unflagged |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, n, acc, flag, acc_ok in accuracy_table(outcomes):
         label = f"{key} (exact match)" if key == "postcodes" else key
-        lines.append(f"| {label} | {n} | {acc:.2%} | {flag:.1%} |")
+        lines.append(f"| {label} | {n} | {acc:.2%} | {flag:.1%} | {acc_ok:.2%} |")
     errors = [o for o in outcomes if o.error]
     if errors:
         codes = sorted({o.error or "" for o in errors})

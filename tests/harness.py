@@ -6,6 +6,7 @@ Every wait polls a condition with a deadline; nothing sleeps blindly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -75,18 +76,26 @@ class ManagedProcess:
         return self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
+        """Signal the whole process group (main process and its children)."""
         if self.alive():
             os.killpg(self.proc.pid, sig)
+
+    def terminate(self) -> None:
+        """SIGTERM to the main process only, as `docker stop` does to PID 1."""
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (graceful), then SIGKILL of the whole process group if it lingers."""
         if self.alive():
-            self.signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # no orphaned pool processes
         self._log.close()
         return self.proc.returncode
 
@@ -142,3 +151,30 @@ def start_api(redis_url: str, port: int, name: str = "api", **env: str) -> Manag
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(f"{url}/livez", timeout=1).status_code == 200, 30, "API /livez")
     return process
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every live process of a process group (a worker's main process and its pool)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields[2] is the pgrp
+            pids.append(int(entry))
+    return pids
+
+
+def job_ids_by_status(client: redis.Redis, ids: list[str]) -> dict[str, list[str]]:
+    """Group job ids by their status in Redis ('missing' for expired or unknown)."""
+    pipe = client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(f"digits:job:{job_id}", "status")
+    groups: dict[str, list[str]] = {}
+    for job_id, status in zip(ids, pipe.execute(), strict=True):
+        groups.setdefault(status.decode() if status else "missing", []).append(job_id)
+    return groups

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
+
+if TYPE_CHECKING:  # keep TensorFlow out of processes that only run ONNX
+    import keras
 
 ONNX_INPUT = "image"
 ONNX_OUTPUT = "probabilities"

@@ -49,14 +49,14 @@ def main() -> None:
     args = parser.parse_args()
     data = load_mnist()
     folders = [folder_of(v, args.models_dir, args.name) for v in args.versions]
-    print(f"{'perturbation':<26}" + "".join(f"{f!s:>28}" for f in folders))
+    print(f"{'perturbation':<26}" + "".join(f"  {spec:>26}" for spec in args.versions))
     for label, change in PERTURBATIONS.items():
         x = perturbed(data.x_test, change)
         cells = [
             float((onnx_predict(f / "model.onnx", x).argmax(1) == data.y_test).mean())
             for f in folders
         ]
-        print(f"{label:<26}" + "".join(f"{c:>28.2%}" for c in cells), flush=True)
+        print(f"{label:<26}" + "".join(f"  {c:>26.2%}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from common.settings import ServiceSettings
 
 
 class WorkerSettings(ServiceSettings):
-    models_dir: str = "models"
-    model_name: str = "mnist_cnn"
     model_version: str = "production"
     """A version number or an alias from `models/<name>/aliases.json`."""
     worker_concurrency: int = Field(2, ge=1)

@@ -89,6 +89,7 @@ class BatchRunner:
             outcomes.append(self._outcome(job, probabilities[offset : offset + job.n]))
             offset += job.n
         report = self.writer.finish(outcomes, message.reply_to)
+        self.writer.report_batch_seconds(time.perf_counter() - started)
         log.info(
             "batch done",
             extra={

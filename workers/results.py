@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import orjson
 import redis
 
-from common.contract import job_key, result_channel
+from common.contract import WORKER_STATS_KEY, job_key, result_channel
 from common.jobstate import FINISH, MARK_RUNNING, finish_args
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,13 @@ class WriteReport:
 
 
 class ResultWriter:
+    MESSAGE_OVERHEAD_S = 0.002
+    """Celery's own cost per message (receive, ack), measured outside the task body."""
+
     def __init__(self, client: redis.Redis, worker_name: str, retry_for_s: float = 30.0) -> None:
+        self._redis = client
+        self._seconds_per_message: float | None = None
+        self._reported_at = 0.0
         self._mark_running = client.register_script(MARK_RUNNING)
         self._finish = client.register_script(FINISH)
         self._worker_name = worker_name
@@ -63,3 +69,17 @@ class ResultWriter:
                 log.warning("redis unavailable while writing results; retrying")
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def report_batch_seconds(self, seconds: float, every_s: float = 0.5) -> None:
+        """Keep an EWMA of seconds per message in Redis (admission control reads it)."""
+        seconds += self.MESSAGE_OVERHEAD_S
+        previous = self._seconds_per_message
+        self._seconds_per_message = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+        now = time.monotonic()
+        if now - self._reported_at >= every_s:
+            self._reported_at = now
+            try:
+                value = f"{self._seconds_per_message:.6f}"
+                self._redis.hset(WORKER_STATS_KEY, self._worker_name, value)
+            except redis.RedisError as exc:
+                log.warning("could not report batch time: %s", exc)

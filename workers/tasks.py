@@ -7,10 +7,11 @@ import os
 import socket
 
 import redis
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 
 from common.contract import TASK_PREDICT
 from common.logs import configure_logging
+from workers import metrics as worker_metrics  # first: sets up multiprocess metrics
 from workers.app import celery_app, settings
 from workers.heartbeat import Heartbeat
 from workers.inference import BatchRunner
@@ -47,9 +48,11 @@ def load_model(**_: object) -> None:
         ResultWriter(client, name),
         max_batch_size=settings.max_batch_size,
         review_threshold=settings.review_threshold,
+        on_predictions=worker_metrics.record_predictions,
     )
     _state.heartbeat = Heartbeat(client, name, settings.heartbeat_interval_s)
     _state.heartbeat.start()
+    worker_metrics.process_started(client, name, model.info.name, model.info.version)
     log.info("model loaded", extra={"model": model.info.name, "version": model.info.version})
 
 
@@ -57,10 +60,18 @@ def load_model(**_: object) -> None:
 def stop_heartbeat(**_: object) -> None:
     if _state.heartbeat:
         _state.heartbeat.stop()
+    worker_metrics.process_stopping()
 
 
 @celery_app.task(name=TASK_PREDICT, acks_late=True, reject_on_worker_lost=True)
 def predict(message: dict) -> None:
     if _state.runner is None:
         raise RuntimeError("model not loaded in this process")
-    _state.runner.run(message)
+    stats = _state.runner.run(message)
+    worker_metrics.record_batch(stats, message, settings.max_batch_size)
+
+
+@worker_ready.connect
+def serve_metrics(**_: object) -> None:
+    """In the Celery main process once the pool has forked: serve all its processes' metrics."""
+    worker_metrics.serve(settings.worker_metrics_port)

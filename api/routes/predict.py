@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -93,18 +93,22 @@ async def submit_job(
     settings: SettingsDep,
     kind: Kind = Kind.digits,
     length: Length = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Retries with the same key return the same job."),
+    ] = None,
 ) -> Response:
     """Submit work for later: 202 with `status_url`; poll `GET /v1/jobs/{id}`."""
     prepared = await _prepare(request, settings, kind, length)
-    return await service.submit(prepared)
+    return await service.submit(prepared, idempotency_key)
 
 
 @router.get(
     "/jobs/{job_id}",
-    responses={404: ERROR_RESPONSES[422] | {"description": "Unknown or expired job"}},
+    responses={404: {"description": "Unknown or expired job"}},
 )
 async def get_job(
-    store: StoreDep, job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Job id")]
+    store: StoreDep, job_id: Annotated[str, Path(max_length=64, description="Job id")]
 ) -> Response:
     """A job's status; its answer once done. Unknown or expired ids are 404."""
     view = await store.get(job_id)

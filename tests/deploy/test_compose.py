@@ -173,3 +173,19 @@ def test_provisioned_files_exist() -> None:
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (COMPOSE_FILE.parent / source).exists(), source
+
+
+def test_every_compose_variable_is_documented_in_env_example() -> None:
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    assert used - set(read_env_file()) == set()
+
+
+def test_multiprocess_metrics_dir_only_where_a_tmpfs_backs_it() -> None:
+    """prometheus-client switches to multiprocess mode when the variable merely exists."""
+    services = compose_resolved()["services"]
+    for name, service in services.items():
+        env = service.get("environment", {})
+        if "PROMETHEUS_MULTIPROC_DIR" in env:
+            mounts = [entry.split(":")[0] for entry in service.get("tmpfs", [])]
+            assert env["PROMETHEUS_MULTIPROC_DIR"] in mounts, name
+    assert {"api", "worker"} <= {n for n, s in services.items() if "tmpfs" in s}

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
-import httpx
 import pytest
 
-from tests.harness import RedisServer, free_port, start_api, start_worker, wait_until
+from tests.harness import wait_until
 from tests.integration.conftest import png_bytes
 
 pytestmark = pytest.mark.integration
 
 
-def test_sync_timeout_answers_202_and_the_job_then_completes(mnist_test):
+def test_sync_timeout_answers_202_and_the_job_then_completes(client, worker, mnist_test):
     images, labels = mnist_test
-    redis_server = RedisServer()  # no worker yet: nothing can answer in time
-    port = free_port()
-    api = start_api(redis_server.url, port, name="fallback-api")
-    worker = None
+    worker.signal(signal.SIGSTOP)  # a stalled worker: alive, but nothing gets done
     try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         started = time.monotonic()
         response = client.post(
             "/v1/predict?wait=0.5",
@@ -28,20 +24,28 @@ def test_sync_timeout_answers_202_and_the_job_then_completes(mnist_test):
             headers={"Content-Type": "image/png"},
         )
         elapsed = time.monotonic() - started
-        assert response.status_code == 202, response.text
-        assert 0.5 <= elapsed < 1.0  # never later than the deadline plus a small margin
-        job = response.json()
-        assert job["status"] == "queued" and response.headers["Location"] == job["status_url"]
-
-        worker = start_worker(redis_server.url, name="fallback-worker")
-        done = wait_until(
-            lambda: (body := client.get(job["status_url"]).json())["status"] == "done" and body,
-            60,
-            "the queued job to complete",
-        )
-        assert done["predictions"][0]["digit"] == labels[4]
     finally:
-        if worker:
-            worker.stop()
-        api.stop()
-        redis_server.stop()
+        worker.signal(signal.SIGCONT)
+    assert response.status_code == 202, response.text
+    assert 0.5 <= elapsed < 1.0  # never later than the deadline plus a small margin
+    job = response.json()
+    assert job["status"] == "queued" and response.headers["Location"] == job["status_url"]
+    done = wait_until(
+        lambda: (body := client.get(job["status_url"]).json())["status"] == "done" and body,
+        30,
+        "the queued job to complete",
+    )
+    assert done["predictions"][0]["digit"] == labels[4]
+
+
+def test_wait_zero_always_answers_202(client, mnist_test):
+    images, labels = mnist_test
+    response = client.post("/v1/predict?wait=0", json={"images": [images[5].tolist()]})
+    assert response.status_code == 202, response.text
+    done = wait_until(
+        lambda: (body := client.get(response.json()["status_url"]).json())["status"] == "done"
+        and body,
+        30,
+        "the job to complete",
+    )
+    assert done["predictions"][0]["digit"] == labels[5]

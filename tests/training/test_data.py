@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -147,3 +149,13 @@ def test_wheel_without_csvs_is_a_clear_error(tmp_path: Path) -> None:
         archive.writestr("x.txt", "nothing")
     with pytest.raises(mnist.MnistDataError, match="not a readable MNIST wheel"):
         mnist.read_wheel(wheel, expected_sha256=None)
+
+
+def test_loader_and_registry_do_not_import_tensorflow() -> None:
+    """Evaluation tools and workers import these; TensorFlow would cost them 3 s and 500 MB."""
+    code = (
+        "import sys, training.data, training.metrics, training.export, common.registry; "
+        "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

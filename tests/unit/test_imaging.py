@@ -296,3 +296,13 @@ def flood_fill_count(mask: np.ndarray) -> int:
                         seen[v, u] = True
                         stack.append((v, u))
     return count
+
+
+def test_thick_large_digit_keeps_its_polarity() -> None:
+    # a fat marker '0' that swamps some background blocks must not flip the polarity
+    im = Image.new("L", (220, 220), 250)
+    ImageDraw.Draw(im).ellipse((10, 10, 150, 170), outline=10, width=38)
+    n = prepare_digit(encode(im))
+    assert_mnist_framed(n)
+    assert n.image[14, 14] < 60, "the hole of the 0 stays dark"
+    assert n.image[14, 4:9].mean() > 150, "the ring itself is ink"

@@ -1,0 +1,117 @@
+"""Admission control: refuse sync work at once when it could not finish before its deadline.
+
+Answering late is worse than answering "not now": a sorting machine can retry or route
+the letter to a human, but a 200 after 2 s is useless. The expected wait of a new
+interactive request is (messages queued ahead of it) x (seconds a worker takes per
+message) / (live workers); the inputs are read from Redis by a background task every
+`refresh_s`, so a request pays no extra round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from api.errors import ServiceUnavailable
+from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, WORKER_HEARTBEAT_KEY, WORKER_STATS_KEY
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QueueState:
+    interactive: int = 0
+    bulk: int = 0
+    workers: int = 0
+    seconds_per_message: float = 0.01
+    read_at: float = 0.0
+
+    def expected_wait_s(self) -> float:
+        if self.workers < 1:
+            return math.inf
+        return (self.interactive + 1) * self.seconds_per_message / self.workers
+
+
+class Admission:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        sync_budget_s: float,
+        max_bulk_messages: int,
+        worker_stale_s: float,
+        refresh_s: float = 0.1,
+    ) -> None:
+        self._redis = client
+        self._sync_budget_s = sync_budget_s
+        self._max_bulk_messages = max_bulk_messages
+        self._worker_stale_s = worker_stale_s
+        self._refresh_s = refresh_s
+        self.state = QueueState()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="admission")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> QueueState:
+        now = time.time()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.llen(QUEUE_INTERACTIVE)
+            pipe.llen(QUEUE_BULK)
+            pipe.zrangebyscore(WORKER_HEARTBEAT_KEY, now - self._worker_stale_s, "+inf")
+            pipe.hgetall(WORKER_STATS_KEY)
+            interactive, bulk, live, stats = await pipe.execute()
+        live_names = {name.decode() for name in live}
+        per_message = [float(v) for k, v in stats.items() if k.decode() in live_names]
+        self.state = QueueState(
+            interactive=interactive,
+            bulk=bulk,
+            workers=len(live_names),
+            seconds_per_message=max(per_message) if per_message else self.state.seconds_per_message,
+            read_at=now,
+        )
+        return self.state
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except (RedisError, OSError) as exc:
+                log.debug("queue state not refreshed: %s", exc)
+            await asyncio.sleep(self._refresh_s)
+
+    def check_sync(self) -> None:
+        """Raise 503 when a new sync request could not be answered within its budget."""
+        state = self.state
+        if time.time() - state.read_at > 2.0:
+            return  # stale view (Redis trouble): let the enqueue itself decide
+        if state.workers < 1:
+            raise ServiceUnavailable(
+                "no_workers", "no inference worker is running", retry_after_s=5
+            )
+        wait = state.expected_wait_s()
+        if wait > self._sync_budget_s:
+            raise ServiceUnavailable(
+                "overloaded",
+                f"expected queue wait {wait:.2f}s exceeds the {self._sync_budget_s:.2f}s budget",
+                retry_after_s=max(1, math.ceil(wait)),
+            )
+
+    def check_bulk(self) -> None:
+        if self.state.bulk >= self._max_bulk_messages:
+            raise ServiceUnavailable(
+                "queue_full", f"{self.state.bulk} batches are queued; retry later", retry_after_s=10
+            )

@@ -1,0 +1,58 @@
+"""What the lifespan starts for observability: a Redis client, the SLO count flusher, the drift
+reference. Installed on `app.state.observability`; read by `api.routes.metrics`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from api import slo
+from api.config import ApiSettings
+from api.metrics import MetricsMiddleware, RollupFlusher
+from api.slo import Objectives, Reference
+
+
+class Observability:
+    def __init__(self, settings: ApiSettings) -> None:
+        # Own client: the 24 h window is one 1440-command pipeline, more than the request
+        # path's short read timeout is meant for.
+        self.redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=1)
+        self.objectives = Objectives(
+            availability=settings.slo_availability,
+            latency_s=settings.slo_latency_s,
+            drift_psi=settings.drift_psi_threshold,
+            drift_min_samples=settings.drift_min_samples,
+        )
+        self.reference: Reference | None = slo.load_reference(
+            settings.models_dir, settings.model_name
+        )
+        self._flusher = RollupFlusher(self.redis, settings.slo_flush_interval_s)
+        self._cache: tuple[float, list[dict[str, int]]] | None = None
+
+    async def start(self) -> None:
+        self._flusher.start()
+
+    async def stop(self) -> None:
+        await self._flusher.stop()
+        await self.redis.aclose()
+
+    async def read_minutes(self, now: float) -> list[dict[str, int]]:
+        """Per-minute counts, reused for 0.5 s: many open dashboards cost one read per process."""
+        if self._cache and now - self._cache[0] < 0.5:
+            return self._cache[1]
+        minutes = await slo.read_minutes(self.redis, now)
+        self._cache = (now, minutes)
+        return minutes
+
+
+def install(app: FastAPI) -> None:
+    """The request-metrics middleware; call once in `create_app`."""
+    app.add_middleware(MetricsMiddleware)
+
+
+async def start(app: FastAPI, settings: ApiSettings) -> Observability:
+    observability = Observability(settings)
+    app.state.observability = observability
+    await observability.start()
+    return observability

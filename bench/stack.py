@@ -1,0 +1,88 @@
+"""The service under test: a throw-away stack on free loopback ports, or a running one (`--url`).
+
+Never the machine's Redis: the stack's redis-server gets its own free port (tests/harness.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tests.harness import (
+    ManagedProcess,
+    RedisServer,
+    free_port,
+    start_api,
+    start_worker,
+    wait_for_workers,
+)
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    api_workers: int = 1
+    worker_concurrency: int = 2
+    batch_delay_ms: float = 2.0
+
+    def label(self) -> str:
+        return (
+            f"API_WORKERS={self.api_workers} WORKER_CONCURRENCY={self.worker_concurrency} "
+            f"MAX_BATCH_DELAY_MS={self.batch_delay_ms:g}"
+        )
+
+
+@dataclass
+class Stack:
+    url: str
+    config: StackConfig | None = None
+    pids: dict[str, int] = field(default_factory=dict)
+    """Component name -> root pid (children are counted with it), for CPU accounting."""
+    _processes: list[ManagedProcess] = field(default_factory=list)
+    _redis: RedisServer | None = None
+
+    @classmethod
+    def start(cls, config: StackConfig) -> Stack:
+        redis = RedisServer()
+        stack = cls(url="", config=config, _redis=redis)
+        stack.pids["redis"] = redis.process.pid
+        try:
+            worker = start_worker(
+                redis.url,
+                name="bench-worker",
+                WORKER_CONCURRENCY=str(config.worker_concurrency),
+                HEARTBEAT_INTERVAL_S="1",
+            )
+            stack._processes.append(worker)
+            stack.pids["workers"] = worker.pid
+            wait_for_workers(redis.url, count=config.worker_concurrency, timeout=120)
+            port = free_port()
+            api = start_api(
+                redis.url,
+                port,
+                name="bench-api",
+                API_WORKERS=str(config.api_workers),
+                MAX_BATCH_DELAY_MS=str(config.batch_delay_ms),
+            )
+            stack._processes.append(api)
+            stack.pids["api"] = api.pid
+            stack.url = f"http://127.0.0.1:{port}"
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    @classmethod
+    def attach(cls, url: str) -> Stack:
+        return cls(url=url.rstrip("/"))
+
+    def celery_messages(self) -> int | None:
+        """Messages published to the queues so far (kombu's Redis transport LPUSHes each)."""
+        if self._redis is None:
+            return None
+        stats = self._redis.client().info("commandstats")
+        return int(stats.get("cmdstat_lpush", {}).get("calls", 0))
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            process.stop()
+        if self._redis is not None:
+            self._redis.stop()

@@ -1,0 +1,119 @@
+"""deploy/nginx/default.conf: nginx accepts it, and it proxies to the API, adds a request id,
+lets API-sized uploads through and keeps /metrics private."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pytest
+
+from tests.deploy.support import ROOT, require_tool
+from tests.harness import ManagedProcess, free_port, wait_until
+
+SITE = ROOT / "deploy" / "nginx" / "default.conf"
+INSTALL = "apt-get install -y nginx-light"
+
+
+def main_conf(tmp_path: Path, site: Path) -> Path:
+    """A minimal nginx.conf around the site file, as the nginx image's own one includes it."""
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach tmp_path
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"{user}pid {tmp_path}/nginx.pid;\nevents {{}}\nhttp {{\n  include {site};\n}}\n"
+    )
+    return conf
+
+
+def nginx_args(tmp_path: Path, conf: Path) -> list[str]:
+    nginx = require_tool("nginx", INSTALL)
+    return [nginx, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
+
+
+def test_nginx_accepts_the_config_and_rejects_a_broken_one(tmp_path: Path) -> None:
+    args = [*nginx_args(tmp_path, main_conf(tmp_path, SITE)), "-t", "-q"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+    broken = tmp_path / "broken.conf"
+    broken.write_text(SITE.read_text().replace("proxy_pass $api_upstream;", "proxy_pass;"))
+    args = [*nginx_args(tmp_path, main_conf(tmp_path, broken)), "-t", "-q"]
+    assert subprocess.run(args, capture_output=True, timeout=30).returncode != 0
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    """Stands in for an API replica and records what nginx forwarded."""
+
+    seen: ClassVar[list[tuple[str, str, dict[str, str], int]]] = []
+
+    def _answer(self) -> None:
+        size = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(size)
+        self.seen.append((self.command, self.path, dict(self.headers), size))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    do_GET = _answer
+    do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def upstream() -> Iterator[tuple[int, type[Upstream]]]:
+    handler = type("Recorder", (Upstream,), {"seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_nginx_proxies_to_the_api_and_hides_metrics(
+    tmp_path: Path, upstream: tuple[int, type[Upstream]]
+) -> None:
+    upstream_port, recorder = upstream
+    port = free_port()
+    text = SITE.read_text()
+    # The two values that only make sense inside compose: the port and the `api` DNS name.
+    swaps = {
+        "listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;",
+        "set $api_upstream http://api:8000;": f"set $api_upstream http://127.0.0.1:{upstream_port};",
+    }
+    for old, new in swaps.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    site = tmp_path / "site.conf"
+    site.write_text(text)
+    args = [*nginx_args(tmp_path, main_conf(tmp_path, site)), "-g", "daemon off;"]
+    process = ManagedProcess(f"deploy-nginx-{port}", args, {})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: httpx.get(f"{url}/nginx-health", timeout=1).status_code == 200, 15, "nginx"
+        )
+
+        assert httpx.get(f"{url}/v1/jobs/abc", timeout=5).text == "ok"
+        method, path, headers, _ = recorder.seen[-1]
+        assert (method, path) == ("GET", "/v1/jobs/abc")
+        assert len(headers["X-Request-ID"]) == 32
+        assert headers["X-Forwarded-For"] == "127.0.0.1"
+
+        body = b"\0" * (5 * 1024 * 1024)  # above nginx's 1 MB default, below MAX_BODY_BYTES
+        assert httpx.post(f"{url}/v1/predict", content=body, timeout=10).status_code == 200
+        assert recorder.seen[-1][3] == len(body)
+
+        count = len(recorder.seen)
+        assert httpx.get(f"{url}/metrics", timeout=5).status_code == 404
+        assert len(recorder.seen) == count, "/metrics must not reach the API through nginx"
+    finally:
+        process.stop()

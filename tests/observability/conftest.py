@@ -1,0 +1,45 @@
+"""One stack of our own for the observability tests: the session fixtures share one Redis with
+other tests, and these tests count exactly. Two API processes (multiprocess metrics) and two
+pool processes, so every number is checked across processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import RedisServer, free_port, start_api, start_worker, wait_for_workers
+from tests.observability.support import OUTPUT, Stack, fresh_dir
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="package")
+def stack() -> Iterator[Stack]:
+    redis_server = RedisServer()
+    metrics_port, port = free_port(), free_port()
+    worker = start_worker(
+        redis_server.url,
+        name="obs-worker",
+        WORKER_CONCURRENCY="2",
+        WORKER_METRICS_PORT=str(metrics_port),
+    )
+    multiproc = fresh_dir(OUTPUT / "prometheus" / str(port))
+    api = start_api(
+        redis_server.url,
+        port,
+        name="obs-api",
+        API_WORKERS="2",
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+        LOG_LEVEL="INFO",
+    )
+    running = Stack(
+        redis_server, api, worker, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}"
+    )
+    try:
+        wait_for_workers(redis_server.url, count=2)
+    except TimeoutError:
+        running.stop()
+        pytest.fail(f"worker did not become ready:\n{worker.log_tail()}")
+    yield running
+    running.stop()

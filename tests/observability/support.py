@@ -1,0 +1,77 @@
+"""Helpers for the observability tests: scrape and read Prometheus text, build request bodies."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness import ROOT, ManagedProcess, RedisServer
+
+DIGIT7_PNG = (ROOT / "tests" / "data" / "digit7.png").read_bytes()
+OUTPUT = ROOT / "test-output"
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    api: ManagedProcess
+    worker: ManagedProcess | None
+    api_url: str
+    worker_metrics_url: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=15)
+
+    def stop(self) -> None:
+        self.api.stop()
+        if self.worker:
+            self.worker.stop()
+        self.redis.stop()
+
+
+def samples(url: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a /metrics page: (name, labels) -> value."""
+    text = httpx.get(url, timeout=5).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(scrape: dict, name: str, **labels: str) -> float:
+    return scrape.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(scrape: dict, name: str, **labels: str) -> float:
+    """Sum over every series of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in scrape.items() if n == name and wanted <= ls)
+
+
+def json_images(images: list[bytes] | list[list[list[int]]]) -> bytes:
+    items = [
+        base64.b64encode(image).decode() if isinstance(image, bytes) else image
+        for image in images
+    ]
+    return orjson.dumps({"images": items})
+
+
+def predict(client: httpx.Client, body: bytes, content_type: str = "application/json"):
+    return client.post("/v1/predict", content=body, headers={"Content-Type": content_type})
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path

@@ -1,0 +1,71 @@
+"""Redis down: fail fast with 503 + Retry-After, stay live, recover alone; AOF keeps the queue."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.harness import RedisServer, job_ids_by_status, wait_until
+from tests.reliability.conftest import batch_body
+
+pytestmark = pytest.mark.integration
+
+
+def test_redis_outage_fails_fast_and_recovers_with_queued_jobs(make_stack, digits):
+    stack = make_stack("--appendonly", "yes", "--appendfsync", "always")
+    worker = stack.add_worker()
+    http = stack.http()
+    body = batch_body(digits[0][:4])
+    assert http.post("/v1/predict", json=body).status_code == 200
+
+    # Jobs accepted while no worker runs stay queued in Redis...
+    worker.signal(signal.SIGSTOP)
+    ids = [http.post("/v1/jobs", json=body).json()["id"] for _ in range(5)]
+    port = stack.redis.port
+    stack.redis.process.signal(signal.SIGKILL)  # ...and Redis dies without a clean shutdown.
+    stack.redis.process.proc.wait(5)
+
+    started = time.monotonic()
+    response = http.post("/v1/jobs", json=body)
+    assert time.monotonic() - started < 0.5
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"]
+    assert response.json()["error"]["code"]
+    started = time.monotonic()
+    assert http.post("/v1/predict", json=body).status_code == 503
+    assert time.monotonic() - started < 0.5
+    assert http.get("/readyz").status_code == 503
+    assert http.get("/livez").status_code == 200
+
+    stack.redis = RedisServer(port, "--appendonly", "yes", "--appendfsync", "always")
+    worker.signal(signal.SIGCONT)
+    wait_until(
+        lambda: http.post("/v1/predict", json=body).status_code == 200, 30, "service to resume"
+    )
+    store = stack.redis.client()
+    wait_until(lambda: set(job_ids_by_status(store, ids)) == {"done"}, 30, "queued jobs done")
+    assert http.get("/readyz").status_code == 200
+
+
+def test_expired_results_answer_404(make_stack, digits):
+    stack = make_stack(RESULT_TTL_S="2")
+    stack.add_worker()
+    with stack.http() as http:
+        job = http.post("/v1/jobs", json=batch_body(digits[0][:1])).json()
+        wait_until(lambda: http.get(job["status_url"]).json()["status"] == "done", 10, "done")
+        wait_until(lambda: http.get(job["status_url"]).status_code == 404, 10, "expiry")
+        assert http.get(job["status_url"]).json()["error"]["code"] == "job_not_found"
+
+
+def test_sync_requests_with_no_worker_are_refused_at_once(make_stack, digits):
+    stack = make_stack()
+    with httpx.Client(base_url=stack.url, timeout=5) as http:
+        started = time.monotonic()
+        response = http.post("/v1/predict", json=batch_body(digits[0][:1]))
+        assert time.monotonic() - started < 0.5
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "no_workers"
+    assert int(response.headers["Retry-After"]) >= 1

@@ -1,0 +1,265 @@
+"""The workers' Prometheus metrics and SLO counts, across Celery's prefork processes.
+
+Pool processes record into `<PROMETHEUS_MULTIPROC_DIR>/worker` (a private temporary directory
+when the variable is unset); the Celery main process serves their sum on
+`WORKER_METRICS_PORT`. This module must be imported before anything imports
+prometheus_client in the main process, i.e. before the pool forks (`workers.tasks` does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+
+import orjson
+
+from common.prom import add_bucketed, use_multiprocess_dir
+
+MULTIPROC_DIR = use_multiprocess_dir("worker", private_if_unset=True)
+
+from prometheus_client import (  # noqa: E402
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+
+from common.rollup import (  # noqa: E402
+    BATCH_BUCKETS,
+    CONFIDENCE_BINS,
+    ROLLUP_TTL_S,
+    WORKER_STATS_KEY,
+    Rollup,
+    confidence_bin,
+)
+
+log = logging.getLogger(__name__)
+
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0)
+_WAIT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+_CONFIDENCE = tuple(round((i + 1) / CONFIDENCE_BINS, 2) for i in range(CONFIDENCE_BINS))
+DIGIT_LABELS = (*[str(d) for d in range(10)], "none")
+
+BATCH_SIZE = Histogram("digits_batch_size", "Images per model call.", buckets=BATCH_BUCKETS)
+MODEL_SECONDS = Histogram(
+    "digits_model_seconds", "Model time per message (all its model calls).", buckets=_SECONDS
+)
+QUEUE_WAIT = Histogram(
+    "digits_queue_wait_seconds", "Enqueue to batch start, per message.", buckets=_WAIT
+)
+JOB_SECONDS = Histogram("digits_job_seconds", "Enqueue to result written, per job.", buckets=_WAIT)
+PREDICTIONS = Counter(
+    "digits_predictions", "Predicted digits ('none' for blank images).", ["digit"]
+)
+CONFIDENCE = Histogram(
+    "digits_confidence", "Confidence of each predicted digit.", buckets=_CONFIDENCE
+)
+NEEDS_REVIEW = Counter("digits_needs_review", "Predictions marked for human review.")
+DUPLICATES = Counter("digits_duplicate_results", "Results dropped because the job already had one.")
+MODEL_INFO = Gauge(
+    "digits_model_info",
+    "The model served by live worker processes (value 1).",
+    ["name", "version"],
+    multiprocess_mode="livemax",
+)
+WORKER_UP = Gauge(
+    "digits_worker_up",
+    "Worker processes with a loaded model.",
+    multiprocess_mode="livesum",
+)
+
+ROLLUP = Rollup()
+_JOB_BUCKETS = len(_WAIT) + 1
+
+
+class _Batch:
+    """Per-message prediction counts, added to the metrics once per message."""
+
+    def __init__(self) -> None:
+        self.digits: dict[str, int] = {}
+        self.confidence = [0] * (CONFIDENCE_BINS + 1)
+        self.confidence_sum = 0.0
+        self.review = 0
+
+
+_batch = _Batch()
+
+
+def record_predictions(answers: list[dict]) -> None:
+    """`BatchRunner(on_predictions=...)`: one job's answers; counted in memory only."""
+    try:
+        _count(_batch, answers)
+    except Exception:  # metrics must never fail a job
+        log.exception("prediction metrics failed")
+
+
+def _count(batch: _Batch, answers: list[dict]) -> None:
+    for answer in answers:
+        digit = answer["digit"]
+        label = "none" if digit is None else str(digit)
+        batch.digits[label] = batch.digits.get(label, 0) + 1
+        if digit is not None:
+            confidence = answer["confidence"]
+            batch.confidence[confidence_bin(confidence)] += 1
+            batch.confidence_sum += confidence
+        if answer["needs_review"]:
+            batch.review += 1
+
+
+def record_batch(stats, payload: dict, max_batch_size: int) -> None:
+    """After `BatchRunner.run`: batch, timing and prediction metrics of one message."""
+    global _batch
+    batch, _batch = _batch, _Batch()
+    try:
+        _record(batch, stats, payload, max_batch_size)
+    except Exception:  # metrics must never fail (and so redeliver) a message
+        log.exception("batch metrics failed")
+
+
+def _record(batch: _Batch, stats, payload: dict, max_batch_size: int) -> None:
+    images = stats.images
+    jobs = len(payload.get("jobs", ()))
+    job_seconds = max(0.0, time.time() - float(payload.get("enqueued_at", time.time())))
+    counts: dict[str, int] = {"batches": 1, "batch_images": images, "jobs": jobs}
+    for start in range(0, images, max_batch_size):
+        BATCH_SIZE.observe(min(max_batch_size, images - start))
+    if images:
+        MODEL_SECONDS.observe(stats.model_seconds)
+    QUEUE_WAIT.observe(stats.queue_wait_seconds)
+    if jobs:
+        job_buckets = [0] * _JOB_BUCKETS
+        job_buckets[_bucket(job_seconds, _WAIT)] = jobs
+        add_bucketed(JOB_SECONDS, job_buckets, job_seconds * jobs)
+    for label, n in batch.digits.items():
+        PREDICTIONS.labels(label).inc(n)
+        counts[f"pred:{label}"] = n
+    add_bucketed(CONFIDENCE, batch.confidence, batch.confidence_sum)
+    for index, n in enumerate(batch.confidence[:CONFIDENCE_BINS]):
+        if n:
+            counts[f"conf:{index}"] = n
+    if batch.review:
+        NEEDS_REVIEW.inc(batch.review)
+        counts["review"] = batch.review
+    duplicates = stats.report.duplicates
+    if duplicates:
+        DUPLICATES.inc(duplicates)
+        counts["dup"] = duplicates
+    ROLLUP.add_many(counts)
+    _process.note_batch(images)
+
+
+def _bucket(value: float, edges: tuple[float, ...]) -> int:
+    for index, edge in enumerate(edges):
+        if value <= edge:
+            return index
+    return len(edges)
+
+
+class _ProcessStats:
+    """This pool process's batch sizes, flushed with its SLO counts every second."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.images = 0
+        self.last_batch = 0
+        self.name = ""
+        self.client = None
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def note_batch(self, images: int) -> None:
+        self.batches += 1
+        self.images += images
+        self.last_batch = images
+
+    def flush(self) -> None:
+        counts = ROLLUP.drain()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            if counts:
+                ROLLUP.pipeline_writes(pipe, counts)
+            stats = {
+                "batches": self.batches,
+                "images": self.images,
+                "last_batch": self.last_batch,
+                "ts": round(time.time(), 3),
+            }
+            pipe.hset(WORKER_STATS_KEY, self.name, orjson.dumps(stats))
+            pipe.expire(WORKER_STATS_KEY, ROLLUP_TTL_S)
+            pipe.execute()
+        except Exception as exc:  # Redis down: keep the counts for the next flush
+            ROLLUP.add_many(counts)
+            log.warning("SLO counts not flushed: %s", exc)
+
+    def run(self, interval_s: float) -> None:
+        while not self.stopped.wait(interval_s):
+            self.flush()
+
+
+_process = _ProcessStats()
+
+
+def process_started(client, name: str, model_name: str, model_version: str) -> None:
+    """In a pool process once its model is loaded: report up, and start flushing counts."""
+    MODEL_INFO.labels(model_name, model_version).set(1)
+    WORKER_UP.set(1)
+    _process.client, _process.name = client, name
+    _process.thread = threading.Thread(
+        target=_process.run, args=(1.0,), name="slo-rollup-flush", daemon=True
+    )
+    _process.thread.start()
+
+
+def process_stopping() -> None:
+    """In a pool process on shutdown: last flush, and leave the live gauges."""
+    _process.stopped.set()
+    if _process.client is not None:
+        _process.flush()
+    multiprocess.mark_process_dead(os.getpid(), MULTIPROC_DIR)
+
+
+class _LiveCollector:
+    """Sums every process's files; first forgets pool processes that died without saying so
+    (killed children leave `livesum` files behind, which would keep a dead worker "up")."""
+
+    _LIVE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._inner = multiprocess.MultiProcessCollector(None, path)
+
+    def collect(self):
+        for name in os.listdir(self._path):
+            match = self._LIVE.match(name)
+            if match and not _alive(int(match.group(1))):
+                multiprocess.mark_process_dead(int(match.group(1)), self._path)
+        return self._inner.collect()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve(port: int, host: str = "0.0.0.0") -> None:
+    """In the Celery main process: serve all pool processes' metrics (port 0: disabled)."""
+    if not port:
+        return
+    registry = CollectorRegistry()
+    registry.register(_LiveCollector(MULTIPROC_DIR))
+    try:
+        start_http_server(port, host, registry)
+    except OSError as exc:  # a busy port must not stop the worker from working
+        log.warning("worker metrics not served on port %s: %s", port, exc)
+        return
+    log.info("worker metrics on port %s", port)
