@@ -17,7 +17,8 @@ from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
 from api.jobs import JobStore
 from api.results import ResultListener
-from api.routes import dashboard, health, metrics, predict
+from api.reviews import ReviewStore
+from api.routes import dashboard, health, metrics, predict, reviews
 from api.service import PredictionService
 from api.sweeper import Sweeper, SweepPolicy
 from common.contract import TASK_PREDICT
@@ -65,6 +66,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
         app.state.settings = settings
         app.state.store = store
+        app.state.reviews = ReviewStore(client)
         admission = Admission(
             client,
             sync_budget_s=settings.sync_budget_s,
@@ -110,6 +112,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.router)
+    app.include_router(reviews.router)
     app.include_router(metrics.router)
     app.include_router(dashboard.router)
     observability.install(app)

@@ -13,11 +13,15 @@ echo "installing: ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# Debian starts the services it installs; the suite starts its own instances instead, so
+# service start-up is refused for the duration of the install (policy-rc.d exit 101).
+policy=/usr/sbin/policy-rc.d
+added_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod +x "$policy"
+  added_policy=1
+fi
+trap '[ -n "$added_policy" ] && $SUDO rm -f "$policy"' EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts services it installs; the suite starts its own instances instead.
-for service in redis-server prometheus nginx; do
-  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
-    $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
-  fi
-done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("version", help="a version number or an alias")
     promote.add_argument("--alias", default=registry.PRODUCTION)
     promote.add_argument("--force", action="store_true", help="skip the accuracy rules")
+
+    reviews = commands.add_parser("reviews", help="labelled examples from the review queue")
+    reviews_commands = reviews.add_subparsers(dest="reviews_command", required=True)
+    export = reviews_commands.add_parser("export", help="write the labelled examples as .npz")
+    export.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    export.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="where the review queue lives (default: $REDIS_URL)",
+    )
     return parser
 
 
@@ -123,6 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "reviews":
+            from training.reviews import export_labelled
+
+            count = export_labelled(args.redis_url, args.out)
+            print(f"{count} labelled examples written to {args.out}")
+            return 0
         if args.registry_command == "list":
             return _list(args.models_dir, args.name)
         if args.registry_command == "show":

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.contract import JobKind, JobSpec, JobStatus, PredictMessage, decode_images
+from common.contract import JobKind, JobSpec, JobStatus, PredictMessage, decode_images, job_key
 from common.postcode import assemble
+from common.reviews import review_id
 from workers.model import DigitModel
-from workers.results import Outcome, ResultWriter, WriteReport
+from workers.results import Outcome, ResultWriter, ReviewItem, WriteReport
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,42 @@ def prediction(probabilities: np.ndarray, blank: bool, threshold: float) -> dict
     return answer
 
 
+def review_items(
+    job: JobSpec, outcome: Outcome, images: np.ndarray, threshold: float
+) -> list[ReviewItem]:
+    """One review item per flagged image, pointing at its place in the job's answer."""
+    if outcome.status != JobStatus.DONE:
+        return []
+    if job.kind is JobKind.POSTCODE:
+        places = [
+            (
+                ["postcodes", g, "digits", k],
+                {**digit, "needs_review": digit["confidence"] < threshold},
+            )
+            for g, code in enumerate(outcome.body["postcodes"])
+            for k, digit in enumerate(code["digits"])
+        ]
+    else:
+        places = [(["predictions", i], p) for i, p in enumerate(outcome.body["predictions"])]
+    items = []
+    for index, (path, answer) in enumerate(places):
+        if not answer.get("needs_review") or index >= len(images):
+            continue
+        fields = {
+            "job_id": job.id,
+            "kind": str(job.kind),
+            "index": index,
+            "path": path,
+            "model_digit": answer.get("digit"),
+            "confidence": answer.get("confidence"),
+            "reason": answer.get("reason", LOW_CONFIDENCE),
+        }
+        items.append(
+            ReviewItem(review_id(job.id, index), job_key(job.id), fields, images[index].tobytes())
+        )
+    return items
+
+
 class BatchRunner:
     def __init__(
         self,
@@ -84,11 +121,16 @@ class BatchRunner:
             outcomes = [self._failed(job, "inference_failed", str(exc)) for job in message.jobs]
             return BatchStats(0, 0.0, queue_wait, self.writer.finish(outcomes, message.reply_to))
         model_seconds = time.perf_counter() - started
-        outcomes, offset = [], 0
+        outcomes, reviews, offset = [], [], 0
         for job in message.jobs:
-            outcomes.append(self._outcome(job, probabilities[offset : offset + job.n]))
+            outcome = self._outcome(job, probabilities[offset : offset + job.n])
+            outcomes.append(outcome)
+            reviews += review_items(
+                job, outcome, images[offset : offset + job.n], self.review_threshold
+            )
             offset += job.n
         report = self.writer.finish(outcomes, message.reply_to)
+        self.writer.add_reviews(reviews)
         self.writer.report_batch_seconds(time.perf_counter() - started)
         log.info(
             "batch done",

@@ -12,6 +12,7 @@ import redis
 
 from common.contract import WORKER_STATS_KEY, job_key, result_channel
 from common.jobstate import FINISH, MARK_RUNNING, finish_args
+from common.reviews import ADD_REVIEWS, PENDING_REVIEWS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,14 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class ReviewItem:
+    review_id: str
+    job_key: str
+    fields: dict
+    image: bytes
+
+
+@dataclass(frozen=True)
 class WriteReport:
     written: int
     duplicates: int
@@ -33,8 +42,16 @@ class ResultWriter:
     MESSAGE_OVERHEAD_S = 0.002
     """Celery's own cost per message (receive, ack), measured outside the task body."""
 
-    def __init__(self, client: redis.Redis, worker_name: str, retry_for_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        worker_name: str,
+        retry_for_s: float = 30.0,
+        review_ttl_s: int = 24 * 3600,
+    ) -> None:
         self._redis = client
+        self._review_ttl_s = review_ttl_s
+        self._add_reviews = client.register_script(ADD_REVIEWS)
         self._seconds_per_message: float | None = None
         self._reported_at = 0.0
         self._mark_running = client.register_script(MARK_RUNNING)
@@ -83,3 +100,12 @@ class ResultWriter:
                 self._redis.hset(WORKER_STATS_KEY, self._worker_name, value)
             except redis.RedisError as exc:
                 log.warning("could not report batch time: %s", exc)
+
+    def add_reviews(self, items: Sequence[ReviewItem]) -> int:
+        """Queue flagged predictions for a person (idempotent: a re-run adds nothing)."""
+        if not items:
+            return 0
+        args: list = [f"{time.time():.6f}", self._review_ttl_s]
+        for item in items:
+            args += [item.review_id, item.job_key, orjson.dumps(item.fields), item.image]
+        return int(self._add_reviews(keys=[PENDING_REVIEWS_KEY], args=args))

@@ -45,14 +45,14 @@ def samples(url: str) -> dict[tuple[str, frozenset], float]:
     }
 
 
-def value(scrape: dict, name: str, **labels: str) -> float:
-    return scrape.get((name, frozenset(labels.items())), 0.0)
+def value(scrape: dict, metric: str, /, **labels: str) -> float:
+    return scrape.get((metric, frozenset(labels.items())), 0.0)
 
 
-def total(scrape: dict, name: str, **labels: str) -> float:
-    """Sum over every series of `name` whose labels include `labels`."""
+def total(scrape: dict, metric: str, /, **labels: str) -> float:
+    """Sum over every series of `metric` whose labels include `labels`."""
     wanted = set(labels.items())
-    return sum(v for (n, ls), v in scrape.items() if n == name and wanted <= ls)
+    return sum(v for (n, ls), v in scrape.items() if n == metric and wanted <= ls)
 
 
 def json_images(images: list[bytes] | list[list[list[int]]]) -> bytes:
@@ -75,3 +75,27 @@ def fresh_dir(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def quiescent(stack: Stack) -> dict:
+    """Wait until the per-minute counts have caught up with the Prometheus counters of the
+    same events (both count every request and prediction), so a test can count exactly.
+    Returns the settled `/v1/slo` body."""
+    from tests.harness import wait_until
+
+    def caught_up():
+        api = samples(f"{stack.api_url}/metrics")
+        worker = samples(f"{stack.worker_metrics_url}/metrics")
+        body = httpx.get(f"{stack.api_url}/v1/slo", timeout=5).json()
+        day = body["windows"]["24h"]
+        requests = sum(
+            v
+            for (name, labels), v in api.items()
+            if name == "digits_http_requests_total"
+            and dict(labels)["route"].startswith("/v1/")
+            and dict(labels)["route"] != "/v1/slo"
+        )
+        predictions = total(worker, "digits_predictions_total")
+        return day["requests"] == requests and day["predictions"] == predictions and body
+
+    return wait_until(caught_up, 15, "SLO counts to catch up with /metrics", interval=0.2)

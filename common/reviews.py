@@ -1,0 +1,45 @@
+"""The human review queue, kept in Redis next to the jobs.
+
+Workers add an item for every prediction marked `needs_review` (with its normalised
+28x28 image); the API lists pending items oldest first and resolves them with a
+person's label; the labelled examples stay (no TTL) until exported for retraining
+(`python -m training reviews export`).
+"""
+
+from __future__ import annotations
+
+from common.contract import KEY_PREFIX
+
+PENDING_REVIEWS_KEY = f"{KEY_PREFIX}:reviews:pending"
+"""Sorted set: review id -> unix time flagged (oldest first)."""
+LABELLED_KEY = f"{KEY_PREFIX}:reviews:labelled"
+"""Hash: review id -> JSON {label, model_digit, confidence, reason, job_id, ...}."""
+LABELLED_IMAGES_KEY = f"{KEY_PREFIX}:reviews:labelled-images"
+"""Hash: review id -> 784 raw bytes of the normalised image."""
+
+
+def review_key(review_id: str) -> str:
+    return f"{KEY_PREFIX}:review:{review_id}"
+
+
+def review_id(job_id: str, index: int) -> str:
+    """One review per image of a job: `<job id>-<image index>`."""
+    return f"{job_id}-{index}"
+
+
+ADD_REVIEWS = """
+-- KEYS[1]: pending set. ARGV: now, ttl, then (id, job key, fields json, image) per item.
+local added = 0
+for i = 3, #ARGV, 4 do
+  local id, jobkey, fields, image = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local key = 'digits:review:' .. id
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'fields', fields, 'image', image, 'created_at', ARGV[1])
+    redis.call('EXPIRE', key, ARGV[2])
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    redis.call('HINCRBY', jobkey, 'pending_reviews', 1)
+    added = added + 1
+  end
+end
+return added
+"""
