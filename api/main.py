@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,8 @@ from common.contract import TASK_PREDICT
 from common.logs import configure_logging
 from common.queueing import make_celery
 
+log = logging.getLogger(__name__)
+
 
 def celery_sender(settings: ApiSettings):
     """A blocking `(queue, payload) -> None` that publishes one task by name, without retries."""
@@ -33,6 +36,8 @@ def celery_sender(settings: ApiSettings):
     def send(queue: str, payload: dict) -> None:
         # NOTE: retry=False: with Redis down the client gets a 503 now, not after ~19 s.
         celery.send_task(TASK_PREDICT, args=[payload], queue=queue, retry=False, ignore_result=True)
+        # One line per message (not per request): joins an HTTP job id to the worker's batch.
+        log.info("enqueued", extra={"queue": queue, "job_ids": [j["id"] for j in payload["jobs"]]})
 
     return send
 

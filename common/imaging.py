@@ -335,8 +335,35 @@ def _polarity_and_paper(img: np.ndarray) -> tuple[bool, np.ndarray | float]:
     q02, q25, q50, q75, q98 = _block_quantiles(img, n, (0.02, 0.25, 0.5, 0.75, 0.98))
     dark_ink = _ink_is_dark(img, q02, q50, q98)
     grid = 255.0 - q75 if dark_ink else q25
-    paper = float(grid[0, 0]) if n == 1 else _interpolate(grid, h, w)
-    return dark_ink, paper
+    if n == 1:
+        return dark_ink, float(grid[0, 0])
+    return dark_ink, _interpolate(_clamp_to_plane(grid), h, w)
+
+
+PLANE_TOLERANCE = 30.0
+"""How far above a smooth shading a block's paper estimate may sit before it counts as ink."""
+
+
+def _clamp_to_plane(grid: np.ndarray) -> np.ndarray:
+    """Cap block paper levels at a robust plane fit + tolerance.
+
+    A block mostly covered by a fat stroke reports ink as its "paper"; subtracting that would
+    hollow the stroke out. Shading is smooth, so such blocks stand out above a plane fitted
+    to the others (fit, drop the blocks far above it, refit).
+    """
+    n = grid.shape[0]
+    yy, xx = np.mgrid[0:n, 0:n]
+    design = np.stack([np.ones(n * n), yy.ravel(), xx.ravel()], axis=1)
+    values = grid.ravel().astype(np.float64)
+    keep = np.ones(n * n, bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        residual = values - design @ coef
+        keep = residual <= PLANE_TOLERANCE * 0.67
+        if keep.sum() < 4:
+            return grid
+    plane = (design @ coef).reshape(n, n)
+    return np.minimum(grid, plane + PLANE_TOLERANCE).astype(np.float32)
 
 
 BACKGROUND_GRID = 4

@@ -30,7 +30,7 @@ Reviews = Annotated[ReviewStore, Depends(get_reviews)]
 @router.get("")
 async def list_reviews(
     reviews: Reviews,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Response:
     """Pending items, oldest first, each with its normalised 28x28 image as base64 PNG."""

@@ -43,8 +43,9 @@ def test_wait_zero_always_answers_202(client, mnist_test):
     response = client.post("/v1/predict?wait=0", json={"images": [images[5].tolist()]})
     assert response.status_code == 202, response.text
     done = wait_until(
-        lambda: (body := client.get(response.json()["status_url"]).json())["status"] == "done"
-        and body,
+        lambda: (
+            (body := client.get(response.json()["status_url"]).json())["status"] == "done" and body
+        ),
         30,
         "the job to complete",
     )

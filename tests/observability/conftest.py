@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from tests.harness import RedisServer, free_port, start_api, start_worker, wait_for_workers
@@ -43,3 +44,11 @@ def stack() -> Iterator[Stack]:
         pytest.fail(f"worker did not become ready:\n{worker.log_tail()}")
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="package")
+def mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    from training.data import load_mnist
+
+    data = load_mnist()
+    return data.x_test, data.y_test

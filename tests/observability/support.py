@@ -57,8 +57,7 @@ def total(scrape: dict, metric: str, /, **labels: str) -> float:
 
 def json_images(images: list[bytes] | list[list[list[int]]]) -> bytes:
     items = [
-        base64.b64encode(image).decode() if isinstance(image, bytes) else image
-        for image in images
+        base64.b64encode(image).decode() if isinstance(image, bytes) else image for image in images
     ]
     return orjson.dumps({"images": items})
 

@@ -7,7 +7,15 @@ import re
 import pytest
 
 from tests.harness import wait_until
-from tests.observability.support import DIGIT7_PNG, json_images, predict, samples, total, value
+from tests.observability.support import (
+    DIGIT7_PNG,
+    json_images,
+    predict,
+    quiescent,
+    samples,
+    total,
+    value,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -74,8 +82,9 @@ def test_worker_metrics_show_batches_predictions_and_model(stack):
         return total(now, name, **labels) - total(before, name, **labels)
 
     now = wait_until(
-        lambda: (now := samples(url)) and grown("digits_predictions_total", now, digit="7") == 5
-        and now,
+        lambda: (
+            (now := samples(url)) and grown("digits_predictions_total", now, digit="7") == 5 and now
+        ),
         10,
         "5 more predictions of 7 on the worker port",
     )
@@ -96,7 +105,7 @@ def test_sync_request_that_falls_back_to_a_job_is_counted(stack):
     before = value(samples(url), "digits_sync_fallback_total")
     with stack.client() as client:
         window = lambda: client.get("/v1/slo").json()["windows"]["5m"]  # noqa: E731
-        predictions = window()["predictions"]
+        predictions = quiescent(stack)["windows"]["5m"]["predictions"]
         response = client.post(
             "/v1/predict?wait=0", content=DIGIT7_PNG, headers={"Content-Type": "image/png"}
         )

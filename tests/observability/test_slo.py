@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.harness import wait_until
-from tests.observability.support import DIGIT7_PNG, json_images, predict
+from tests.observability.support import DIGIT7_PNG, json_images, predict, quiescent
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ def _window(client, name: str = "5m") -> dict:
 
 def test_slo_windows_match_the_traffic(stack):
     with stack.client() as client:
-        before = {name: _window(client, name) for name in ("5m", "1h", "24h")}
+        before = quiescent(stack)["windows"]
         for _ in range(4):
             assert predict(client, json_images([DIGIT7_PNG] * 3)).status_code == 200
         assert predict(client, b"{broken").status_code == 400
