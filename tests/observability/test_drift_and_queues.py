@@ -91,6 +91,8 @@ def test_queue_age_then_drift_state_changes_with_a_skewed_mix(mnist_test):
         assert drifting["state"] == "drifting" and drifting["drifting"], drifting
         assert drifting["psi"] > drifting["threshold"]
         assert drifting["observed"][1] > 0.6
+        page = client.get("/dashboard").text
+        assert "/v1/slo" in page and "<script" in page
     finally:
         if worker:
             worker.stop()

@@ -306,3 +306,13 @@ def test_thick_large_digit_keeps_its_polarity() -> None:
     assert_mnist_framed(n)
     assert n.image[14, 14] < 60, "the hole of the 0 stays dark"
     assert n.image[14, 4:9].mean() > 150, "the ring itself is ink"
+
+
+def test_fat_stroke_on_shaded_paper_is_not_hollowed() -> None:
+    # blocks almost covered by ink must not be taken for paper (that would subtract the ink)
+    im = Image.new("L", (240, 240), 235)
+    ImageDraw.Draw(im).rectangle((70, 20, 175, 225), fill=30)
+    shaded = np.asarray(im).astype(float) - np.linspace(0, 60, 240)[None, :]
+    n = normalise(np.clip(shaded, 0, 255).astype(np.uint8))
+    inside = n.image[8:20, 10:17]
+    assert inside.min() > 150, "the middle of the stroke is ink"
