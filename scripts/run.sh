@@ -21,6 +21,7 @@ cleanup() {
   echo "stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  exit 0
 }
 trap cleanup INT TERM EXIT
 
@@ -62,5 +63,6 @@ cat <<INFO
   Ctrl-C stops everything.
 INFO
 curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 || echo "  (not ready yet: see var/log/worker.log)"
-wait -n "${pids[@]}" || true
-echo "a process exited; see var/log/"
+status=0
+wait -n "${pids[@]}" || status=$?
+echo "a service exited (status $status); stopping the others. See var/log/."
