@@ -4,6 +4,8 @@ reference. Installed on `app.state.observability`; read by `api.routes.metrics`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -24,9 +26,10 @@ class Observability:
             drift_psi=settings.drift_psi_threshold,
             drift_min_samples=settings.drift_min_samples,
         )
-        self.reference: Reference | None = slo.load_reference(
-            settings.models_dir, settings.model_name
-        )
+        self._models_dir, self._model_name = settings.models_dir, settings.model_name
+        self._aliases = Path(settings.models_dir) / settings.model_name / "aliases.json"
+        self._reference_stamp: float | None = None
+        self._reference: Reference | None = None
         self._flusher = RollupFlusher(self.redis, settings.slo_flush_interval_s)
         self._cache: tuple[float, list[dict[str, int]]] | None = None
 
@@ -36,6 +39,18 @@ class Observability:
     async def stop(self) -> None:
         await self._flusher.stop()
         await self.redis.aclose()
+
+    @property
+    def reference(self) -> Reference | None:
+        """The production model's drift reference, re-read when the alias is re-pointed."""
+        try:
+            stamp = self._aliases.stat().st_mtime
+        except OSError:
+            stamp = None
+        if self._reference is None or stamp != self._reference_stamp:
+            self._reference = slo.load_reference(self._models_dir, self._model_name)
+            self._reference_stamp = stamp
+        return self._reference
 
     async def read_minutes(self, now: float) -> list[dict[str, int]]:
         """Per-minute counts, reused for 0.5 s: many open dashboards cost one read per process."""

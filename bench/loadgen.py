@@ -3,7 +3,7 @@
 Open loop for the latency ladder: request i is *due* at t0 + i/rate whether or not earlier
 ones have answered, and its latency is counted from when it was due, so a slow server cannot
 hide its queueing by slowing the client down (coordinated omission). One asyncio loop on
-uvloop with aiohttp keep-alive connections. Prints one JSON object on stdout.
+uvloop with a minimal keep-alive HTTP client (`bench.http`). Prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import numpy as np
 import orjson
 import uvloop
+
+from bench.http import Client
 
 CLIENT_TIMEOUT_S = 15.0
 
@@ -59,29 +61,22 @@ class Tally:
         }
 
 
-def _session(limit: int) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=limit, force_close=False, ttl_dns_cache=None)
-    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
-
-
 async def _post(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict, due: float, tally: Tally
+    client: Client, path: str, body: bytes, content_type: str, due: float, tally: Tally
 ) -> dict | None:
     loop = asyncio.get_running_loop()
     try:
-        async with session.post(url, data=body, headers=headers) as response:
-            payload = await response.read()
-            tally.record(response.status, loop.time() - due)
-            return orjson.loads(payload) if response.status in (200, 202) else None
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        status, payload = await client.request("POST", path, body, content_type)
+    except Exception as exc:  # any failure is an error of its kind: refused, reset, timeout
         tally.record(type(exc).__name__, loop.time() - due)
         return None
+    tally.record(status, loop.time() - due)
+    return orjson.loads(payload) if status in (200, 202) else None
 
 
 async def open_loop(
-    session: aiohttp.ClientSession,
-    url: str,
+    client: Client,
+    path: str,
     bodies: list[bytes],
     content_type: str,
     rate: float,
@@ -90,7 +85,6 @@ async def open_loop(
 ) -> dict[str, Any]:
     """Send at `rate` req/s for `duration` s (or until `stop`); wait for every answer."""
     loop = asyncio.get_running_loop()
-    headers = {"Content-Type": content_type}
     tally, tasks, lags = Tally(), [], []
     total = int(rate * duration)
     t0 = loop.time() + 0.05
@@ -103,7 +97,7 @@ async def open_loop(
             await asyncio.sleep(delay)
         lags.append(loop.time() - due)
         body = bodies[i % len(bodies)]
-        tasks.append(asyncio.create_task(_post(session, url, body, headers, due, tally)))
+        tasks.append(asyncio.create_task(_post(client, path, body, content_type, due, tally)))
     sent_window = loop.time() - t0
     await asyncio.gather(*tasks)
     # NOTE: at least the nominal window: n requests at rate r take n/r seconds to offer.
@@ -121,8 +115,8 @@ async def open_loop(
 
 
 async def closed_loop(
-    session: aiohttp.ClientSession,
-    url: str,
+    client: Client,
+    path: str,
     body: bytes,
     images_per_request: int,
     concurrency: int,
@@ -130,16 +124,15 @@ async def closed_loop(
 ) -> dict[str, Any]:
     """`concurrency` clients each sending the next request when the last answered."""
     loop = asyncio.get_running_loop()
-    headers = {"Content-Type": "application/json"}
     tally = Tally()
     t0 = loop.time()
     end = t0 + duration
 
-    async def client() -> None:
+    async def one_client() -> None:
         while loop.time() < end:
-            await _post(session, url, body, headers, loop.time(), tally)
+            await _post(client, path, body, "application/json", loop.time(), tally)
 
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await asyncio.gather(*(one_client() for _ in range(concurrency)))
     elapsed = loop.time() - t0
     return {
         "concurrency": concurrency,
@@ -152,8 +145,7 @@ async def closed_loop(
 
 
 async def burst(
-    session: aiohttp.ClientSession,
-    base: str,
+    client: Client,
     truck: bytes,
     trucks: int,
     images_per_truck: int,
@@ -165,10 +157,11 @@ async def burst(
     loop = asyncio.get_running_loop()
     submit_tally = Tally()
     t0 = loop.time()
-    headers = {"Content-Type": "application/json"}
-    url = f"{base}/v1/jobs"
     answers = await asyncio.gather(
-        *(_post(session, url, truck, headers, t0, submit_tally) for _ in range(trucks))
+        *(
+            _post(client, "/v1/jobs", truck, "application/json", t0, submit_tally)
+            for _ in range(trucks)
+        )
     )
     submitted_s = loop.time() - t0
     pending = {a["id"] for a in answers if a and "id" in a}
@@ -177,15 +170,14 @@ async def burst(
     failed: list[str] = []
     stop = asyncio.Event()
     probe_task = asyncio.create_task(
-        open_loop(session, f"{base}/v1/predict", probe, "image/png", probe_rate, timeout, stop)
+        open_loop(client, "/v1/predict", probe, "image/png", probe_rate, timeout, stop)
     )
     deadline = t0 + timeout
     polls = 0
 
     async def poll(job_id: str) -> None:
-        async with session.get(f"{base}/v1/jobs/{job_id}") as response:
-            view = await response.json(loads=orjson.loads) if response.status == 200 else {}
-        status = view.get("status")
+        status_code, payload = await client.request("GET", f"/v1/jobs/{job_id}")
+        status = orjson.loads(payload).get("status") if status_code == 200 else None
         if status in ("done", "failed", "reviewed"):
             pending.discard(job_id)
             done_at[job_id] = loop.time() - t0
@@ -224,12 +216,14 @@ def _chunks(items: list, size: int) -> list[list]:
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    async with _session(spec.get("connections", 1000)) as session:
-        mode, url = spec["mode"], spec["url"]
+    url = urlsplit(spec["url"])
+    client = Client(url.hostname, url.port or 80, spec.get("connections", 1000), CLIENT_TIMEOUT_S)
+    try:
+        mode = spec["mode"]
         if mode == "rate":
             return await open_loop(
-                session,
-                url + "/v1/predict",
+                client,
+                "/v1/predict",
                 spec["bodies"],
                 spec["content_type"],
                 spec["rate"],
@@ -237,8 +231,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             )
         if mode == "batch":
             return await closed_loop(
-                session,
-                url + "/v1/predict",
+                client,
+                "/v1/predict",
                 spec["body"],
                 spec["images_per_request"],
                 spec["concurrency"],
@@ -246,8 +240,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             )
         if mode == "burst":
             return await burst(
-                session,
-                url,
+                client,
                 spec["truck"],
                 spec["trucks"],
                 spec["images_per_truck"],
@@ -256,6 +249,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 spec["timeout"],
             )
         raise ValueError(f"unknown mode {mode}")
+    finally:
+        client.close()
 
 
 def main() -> None:

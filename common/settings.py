@@ -17,7 +17,7 @@ class ServiceSettings(BaseSettings):
     """Broker and job store. In compose: `redis://:${REDIS_PASSWORD}@redis:6379/0`."""
     result_ttl_s: int = Field(24 * 3600, ge=1)
     """How long job records and results are kept; an expired job id answers 404."""
-    review_threshold: float = Field(0.80, ge=0.0, le=1.0)
+    review_threshold: float = Field(0.90, ge=0.0, le=1.0)
     """Predictions below this confidence are marked `needs_review` and queued for a human."""
     models_dir: str = "models"
     """The model registry (`models/<name>/<version>/`, aliases in `aliases.json`)."""

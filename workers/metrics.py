@@ -2,8 +2,9 @@
 
 Pool processes record into `<PROMETHEUS_MULTIPROC_DIR>/worker` (a private temporary directory
 when the variable is unset); the Celery main process serves their sum on
-`WORKER_METRICS_PORT`. This module must be imported before anything imports
-prometheus_client in the main process, i.e. before the pool forks (`workers.tasks` does).
+`WORKER_METRICS_PORT`. `setup()` runs in the main process before the pool forks
+(`worker_init`), and the metrics are created lazily in each pool process: importing this
+module (Flower does, through `workers.tasks`) changes nothing.
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ import threading
 import time
 
 import orjson
-
-from common.prom import add_bucketed, use_multiprocess_dir
-
-MULTIPROC_DIR = use_multiprocess_dir("worker", private_if_unset=True)
-
-from prometheus_client import (  # noqa: E402
+from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
@@ -29,7 +25,8 @@ from prometheus_client import (  # noqa: E402
     start_http_server,
 )
 
-from common.rollup import (  # noqa: E402
+from common.prom import add_bucketed, use_multiprocess_dir
+from common.rollup import (
     BATCH_BUCKETS,
     CONFIDENCE_BINS,
     ROLLUP_TTL_S,
@@ -43,35 +40,63 @@ log = logging.getLogger(__name__)
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0)
 _WAIT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 _CONFIDENCE = tuple(round((i + 1) / CONFIDENCE_BINS, 2) for i in range(CONFIDENCE_BINS))
-DIGIT_LABELS = (*[str(d) for d in range(10)], "none")
 
-BATCH_SIZE = Histogram("digits_batch_size", "Images per model call.", buckets=BATCH_BUCKETS)
-MODEL_SECONDS = Histogram(
-    "digits_model_seconds", "Model time per message (all its model calls).", buckets=_SECONDS
-)
-QUEUE_WAIT = Histogram(
-    "digits_queue_wait_seconds", "Enqueue to batch start, per message.", buckets=_WAIT
-)
-JOB_SECONDS = Histogram("digits_job_seconds", "Enqueue to result written, per job.", buckets=_WAIT)
-PREDICTIONS = Counter(
-    "digits_predictions", "Predicted digits ('none' for blank images).", ["digit"]
-)
-CONFIDENCE = Histogram(
-    "digits_confidence", "Confidence of each predicted digit.", buckets=_CONFIDENCE
-)
-NEEDS_REVIEW = Counter("digits_needs_review", "Predictions marked for human review.")
-DUPLICATES = Counter("digits_duplicate_results", "Results dropped because the job already had one.")
-MODEL_INFO = Gauge(
-    "digits_model_info",
-    "The model served by live worker processes (value 1).",
-    ["name", "version"],
-    multiprocess_mode="livemax",
-)
-WORKER_UP = Gauge(
-    "digits_worker_up",
-    "Worker processes with a loaded model.",
-    multiprocess_mode="livesum",
-)
+
+class _Metrics:
+    """Created once per pool process, after `setup()` chose the storage in the main process."""
+
+    def __init__(self) -> None:
+        self.batch_size = Histogram(
+            "digits_batch_size", "Images per model call.", buckets=BATCH_BUCKETS
+        )
+        self.model_seconds = Histogram(
+            "digits_model_seconds",
+            "Model time per message (all its model calls).",
+            buckets=_SECONDS,
+        )
+        self.queue_wait = Histogram(
+            "digits_queue_wait_seconds", "Enqueue to batch start, per message.", buckets=_WAIT
+        )
+        self.job_seconds = Histogram(
+            "digits_job_seconds", "Enqueue to result written, per job.", buckets=_WAIT
+        )
+        self.predictions = Counter(
+            "digits_predictions", "Predicted digits ('none' for blank images).", ["digit"]
+        )
+        self.confidence = Histogram(
+            "digits_confidence", "Confidence of each predicted digit.", buckets=_CONFIDENCE
+        )
+        self.needs_review = Counter("digits_needs_review", "Predictions marked for human review.")
+        self.duplicates = Counter(
+            "digits_duplicate_results", "Results dropped because the job already had one."
+        )
+        self.model_info = Gauge(
+            "digits_model_info",
+            "The model served by live worker processes (value 1).",
+            ["name", "version"],
+            multiprocess_mode="livemax",
+        )
+        self.worker_up = Gauge(
+            "digits_worker_up", "Worker processes with a loaded model.", multiprocess_mode="livesum"
+        )
+
+
+_metrics: _Metrics | None = None
+MULTIPROC_DIR = ""
+
+
+def metrics() -> _Metrics:
+    global _metrics
+    if _metrics is None:
+        _metrics = _Metrics()
+    return _metrics
+
+
+def setup() -> None:
+    """In the Celery main process before the pool forks: where every process writes."""
+    global MULTIPROC_DIR
+    MULTIPROC_DIR = use_multiprocess_dir("worker", private_if_unset=True)
+
 
 ROLLUP = Rollup()
 _JOB_BUCKETS = len(_WAIT) + 1
@@ -126,28 +151,29 @@ def _record(batch: _Batch, stats, payload: dict, max_batch_size: int) -> None:
     jobs = len(payload.get("jobs", ()))
     job_seconds = max(0.0, time.time() - float(payload.get("enqueued_at", time.time())))
     counts: dict[str, int] = {"batches": 1, "batch_images": images, "jobs": jobs}
+    m = metrics()
     for start in range(0, images, max_batch_size):
-        BATCH_SIZE.observe(min(max_batch_size, images - start))
+        m.batch_size.observe(min(max_batch_size, images - start))
     if images:
-        MODEL_SECONDS.observe(stats.model_seconds)
-    QUEUE_WAIT.observe(stats.queue_wait_seconds)
+        m.model_seconds.observe(stats.model_seconds)
+    m.queue_wait.observe(stats.queue_wait_seconds)
     if jobs:
         job_buckets = [0] * _JOB_BUCKETS
         job_buckets[_bucket(job_seconds, _WAIT)] = jobs
-        add_bucketed(JOB_SECONDS, job_buckets, job_seconds * jobs)
+        add_bucketed(m.job_seconds, job_buckets, job_seconds * jobs)
     for label, n in batch.digits.items():
-        PREDICTIONS.labels(label).inc(n)
+        m.predictions.labels(label).inc(n)
         counts[f"pred:{label}"] = n
-    add_bucketed(CONFIDENCE, batch.confidence, batch.confidence_sum)
+    add_bucketed(m.confidence, batch.confidence, batch.confidence_sum)
     for index, n in enumerate(batch.confidence[:CONFIDENCE_BINS]):
         if n:
             counts[f"conf:{index}"] = n
     if batch.review:
-        NEEDS_REVIEW.inc(batch.review)
+        m.needs_review.inc(batch.review)
         counts["review"] = batch.review
     duplicates = stats.report.duplicates
     if duplicates:
-        DUPLICATES.inc(duplicates)
+        m.duplicates.inc(duplicates)
         counts["dup"] = duplicates
     ROLLUP.add_many(counts)
     _process.note_batch(images)
@@ -206,8 +232,8 @@ _process = _ProcessStats()
 
 def process_started(client, name: str, model_name: str, model_version: str) -> None:
     """In a pool process once its model is loaded: report up, and start flushing counts."""
-    MODEL_INFO.labels(model_name, model_version).set(1)
-    WORKER_UP.set(1)
+    metrics().model_info.labels(model_name, model_version).set(1)
+    metrics().worker_up.set(1)
     _process.client, _process.name = client, name
     _process.thread = threading.Thread(
         target=_process.run, args=(1.0,), name="slo-rollup-flush", daemon=True
@@ -220,7 +246,12 @@ def process_stopping() -> None:
     _process.stopped.set()
     if _process.client is not None:
         _process.flush()
-    multiprocess.mark_process_dead(os.getpid(), MULTIPROC_DIR)
+        try:
+            _process.client.hdel(WORKER_STATS_KEY, _process.name)
+        except Exception as exc:  # shutting down: a stale entry is only read for live workers
+            log.warning("worker stats not removed: %s", exc)
+    if MULTIPROC_DIR:
+        multiprocess.mark_process_dead(os.getpid(), MULTIPROC_DIR)
 
 
 class _LiveCollector:
@@ -253,7 +284,7 @@ def _alive(pid: int) -> bool:
 
 def serve(port: int, host: str = "0.0.0.0") -> None:
     """In the Celery main process: serve all pool processes' metrics (port 0: disabled)."""
-    if not port:
+    if not port or not MULTIPROC_DIR:
         return
     registry = CollectorRegistry()
     registry.register(_LiveCollector(MULTIPROC_DIR))

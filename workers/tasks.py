@@ -7,11 +7,11 @@ import os
 import socket
 
 import redis
-from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready
 
 from common.contract import TASK_PREDICT
 from common.logs import configure_logging
-from workers import metrics as worker_metrics  # first: sets up multiprocess metrics
+from workers import metrics as worker_metrics
 from workers.app import celery_app, settings
 from workers.heartbeat import Heartbeat
 from workers.inference import BatchRunner
@@ -69,6 +69,12 @@ def predict(message: dict) -> None:
         raise RuntimeError("model not loaded in this process")
     stats = _state.runner.run(message)
     worker_metrics.record_batch(stats, message, settings.max_batch_size)
+
+
+@worker_init.connect
+def setup_metrics(**_: object) -> None:
+    """In the Celery main process, before the pool forks: the shared metrics directory."""
+    worker_metrics.setup()
 
 
 @worker_ready.connect

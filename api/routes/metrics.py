@@ -74,6 +74,7 @@ async def slo(request: Request) -> Response:
     now = time.time()
     minutes = await obs.read_minutes(now)
     windows = windows_of(minutes)
+    reference = obs.reference
     body = {
         "generated_at": round(now, 3),
         "objectives": {
@@ -82,16 +83,14 @@ async def slo(request: Request) -> Response:
             "drift_psi": obs.objectives.drift_psi,
             "drift_min_samples": obs.objectives.drift_min_samples,
         },
-        "model": {"name": obs.reference.model, "version": obs.reference.version}
-        if obs.reference
-        else None,
+        "model": {"name": reference.model, "version": reference.version} if reference else None,
         "queues": {
             queue: {"depth": state.depth, "oldest_age_s": round(state.oldest_age_s, 3)}
             for queue, state in (await queue_stats.queue_states(obs.redis, now)).items()
         },
         "workers": await queue_stats.workers(obs.redis, settings.worker_stale_s, now),
         "windows": {
-            name: summarize(windows[name], length, obs.objectives, obs.reference)
+            name: summarize(windows[name], length, obs.objectives, reference)
             for name, length in WINDOWS.items()
         },
         "timeline": timeline(minutes, now),

@@ -77,3 +77,20 @@ def test_bulk_histogram_update_equals_one_observe_per_value():
         ]
 
     assert without_created(one) == without_created(bulk)
+
+
+def test_importing_the_worker_tasks_leaves_prometheus_alone():
+    """Flower imports `workers.tasks`: that must not move its metrics into the workers' files."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, workers.tasks, prometheus_client.values as v; "
+        "print(os.environ.get('PROMETHEUS_MULTIPROC_DIR'), v.ValueClass is v.MutexValue)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == ["None", "True"]
