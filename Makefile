@@ -43,5 +43,14 @@ format: venv-dev
 train: venv-dev
 	$(BIN)/python -m training train --promote
 
+# Accuracy on realistic images (MNIST *test* digits) through a running service (`make run`).
+URL ?= http://127.0.0.1:8000
+evaluate: venv-dev
+	test -f var/eval-test/labels.csv || $(BIN)/python -m evaluation generate --out var/eval-test --split test
+	$(BIN)/python -m evaluation run --sets var/eval-test --url $(URL)
+
+bench: venv-dev
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) test-output .pytest_cache .ruff_cache

@@ -17,8 +17,8 @@ from api.slo import Objectives, Reference
 
 class Observability:
     def __init__(self, settings: ApiSettings) -> None:
-        # Own client: the 24 h window is one 1440-command pipeline, more than the request
-        # path's short read timeout is meant for.
+        # Own client: a first read of a full day takes longer than the request path's short
+        # read timeout is meant for, and a slow read here must not fail predictions.
         self.redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=1)
         self.objectives = Objectives(
             availability=settings.slo_availability,
@@ -31,7 +31,8 @@ class Observability:
         self._reference_stamp: float | None = None
         self._reference: Reference | None = None
         self._flusher = RollupFlusher(self.redis, settings.slo_flush_interval_s)
-        self._cache: tuple[float, list[dict[str, int]]] | None = None
+        self._cache: tuple[float, slo.Counts] | None = None
+        self._reader = slo.CountsReader()
 
     async def start(self) -> None:
         self._flusher.start()
@@ -52,13 +53,13 @@ class Observability:
             self._reference_stamp = stamp
         return self._reference
 
-    async def read_minutes(self, now: float) -> list[dict[str, int]]:
-        """Per-minute counts, reused for 0.5 s: many open dashboards cost one read per process."""
+    async def read_counts(self, now: float) -> slo.Counts:
+        """Window counts, reused for 0.5 s: many open dashboards cost one read per process."""
         if self._cache and now - self._cache[0] < 0.5:
             return self._cache[1]
-        minutes = await slo.read_minutes(self.redis, now)
-        self._cache = (now, minutes)
-        return minutes
+        counts = await self._reader.read(self.redis, now)
+        self._cache = (now, counts)
+        return counts
 
 
 def install(app: FastAPI) -> None:

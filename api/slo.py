@@ -16,10 +16,11 @@ import orjson
 from redis.asyncio import Redis
 
 from common.registry import RegistryError, resolve
-from common.rollup import CONFIDENCE_BINS, LATENCY_BUCKETS, ROLLUP_PREFIX
+from common.rollup import CONFIDENCE_BINS, HOUR_PREFIX, LATENCY_BUCKETS, ROLLUP_PREFIX
 
 WINDOWS = {"5m": 5, "1h": 60, "24h": 1440}
 """Window name -> minutes."""
+HOURS = 24
 DIGITS = [str(d) for d in range(10)]
 _EPSILON = 1e-4
 """Floor for empty classes in PSI: a class never seen must not make it infinite."""
@@ -58,30 +59,62 @@ def load_reference(models_dir: str, name: str, alias: str = "production") -> Ref
     return Reference(name, path.name, [float(p) for p in classes], [float(p) for p in confidence])
 
 
-async def read_minutes(client: Redis, now: float | None = None) -> list[dict[str, int]]:
-    """Counts of each minute of the longest window, newest first: one pipelined HGETALL each."""
-    now = time.time() if now is None else now
-    current = int(now // 60)
-    async with client.pipeline(transaction=False) as pipe:
-        for back in range(max(WINDOWS.values())):
-            pipe.hgetall(f"{ROLLUP_PREFIX}{current - back}")
-        replies = await pipe.execute()
-    return [{field.decode(): int(value) for field, value in minute.items()} for minute in replies]
+@dataclass
+class Counts:
+    """Per-minute (last hour) and per-hour (last day) counts, newest first."""
+
+    minutes: list[dict[str, int]]
+    hours: list[dict[str, int]]
 
 
-def windows_of(minutes: list[dict[str, int]]) -> dict[str, dict[str, int]]:
-    """Summed counts per window from newest-first minutes."""
-    ends = {length: name for name, length in WINDOWS.items()}
+class CountsReader:
+    """Reads the rollup hashes, re-reading only the ones that can still change.
+
+    A minute or hour more than one step old gets no more flushes, so it is read once and kept;
+    each call reads the two newest minutes and hours (plus any not seen yet).
+    """
+
+    def __init__(self) -> None:
+        self._minutes: dict[int, dict[str, int]] = {}
+        self._hours: dict[int, dict[str, int]] = {}
+
+    async def read(self, client: Redis, now: float | None = None) -> Counts:
+        now = time.time() if now is None else now
+        minute, hour = int(now // 60), int(now // 3600)
+        wanted_minutes = range(minute, minute - WINDOWS["1h"], -1)
+        wanted_hours = range(hour, hour - HOURS, -1)
+        stale_minutes = [m for m in wanted_minutes if m >= minute - 1 or m not in self._minutes]
+        stale_hours = [h for h in wanted_hours if h >= hour - 1 or h not in self._hours]
+        async with client.pipeline(transaction=False) as pipe:
+            for m in stale_minutes:
+                pipe.hgetall(f"{ROLLUP_PREFIX}{m}")
+            for h in stale_hours:
+                pipe.hgetall(f"{HOUR_PREFIX}{h}")
+            replies = await pipe.execute()
+        decoded = [{k.decode(): int(v) for k, v in reply.items()} for reply in replies]
+        self._minutes.update(zip(stale_minutes, decoded[: len(stale_minutes)], strict=True))
+        self._hours.update(zip(stale_hours, decoded[len(stale_minutes) :], strict=True))
+        self._minutes = {m: self._minutes[m] for m in wanted_minutes}
+        self._hours = {h: self._hours[h] for h in wanted_hours}
+        return Counts(list(self._minutes.values()), list(self._hours.values()))
+
+
+def _sum(parts: list[dict[str, int]]) -> dict[str, int]:
     totals: dict[str, int] = {}
-    windows: dict[str, dict[str, int]] = {}
-    for back, minute in enumerate(minutes, start=1):
-        for field, value in minute.items():
+    for part in parts:
+        for field, value in part.items():
             totals[field] = totals.get(field, 0) + value
-        if back in ends:
-            windows[ends[back]] = dict(totals)
-    for name in WINDOWS:
-        windows.setdefault(name, dict(totals))
-    return windows
+    return totals
+
+
+def windows_of(counts: Counts) -> dict[str, dict[str, int]]:
+    """Summed counts per window: 5 min and 1 h from minutes, 24 h from the 24 newest hours
+    (the current, partial hour included: 23 to 24 hours)."""
+    return {
+        "5m": _sum(counts.minutes[: WINDOWS["5m"]]),
+        "1h": _sum(counts.minutes[: WINDOWS["1h"]]),
+        "24h": _sum(counts.hours),
+    }
 
 
 def timeline(minutes: list[dict[str, int]], now: float, length: int = 60) -> list[dict[str, int]]:

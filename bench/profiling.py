@@ -28,6 +28,7 @@ API_CATEGORIES: dict[str, str] = {
 }
 WORKER_CATEGORIES: dict[str, str] = {
     "Celery parent: consumer loop (receive, dispatch to pool)": r"Evloop\.start|asynloop",
+    "  task events (worker_send_task_events)": r"celery/events/dispatcher",
     "  parent: logging of received tasks": r"strategy\.py.*task_message_handler.*logging/",
     "Celery child: task body (BatchRunner.run)": r"BatchRunner\.run",
     "  ONNX inference": r"workers/model\.py.*predict|onnxruntime",

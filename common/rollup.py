@@ -1,10 +1,11 @@
 """Per-minute counters in Redis: how `/v1/slo` sees every process without a Prometheus server.
 
 Each process counts in memory (one dict increment per event) and a background flush adds
-its counts to the hash `digits:slo:<unix minute>` every second (HINCRBY, 25 h TTL). A reader
-sums the minutes of a window. Counts from any number of API processes and workers add up
-exactly; a process that dies loses at most its last second. Field names are bounded (route
-templates, error codes, digits, bucket indices), never job ids.
+its counts to the hashes `digits:slo:<unix minute>` and `digits:slo:h:<unix hour>` every
+second (HINCRBY, 26 h TTL). A reader sums the minutes of the short windows and the hours of
+the 24 h window (84 small hashes, not 1,440). Counts from any number of API processes and
+workers add up exactly; a process that dies loses at most its last second. Field names are
+bounded (route templates, error codes, digits, bucket indices), never job ids.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import time
 from common.contract import KEY_PREFIX
 
 ROLLUP_PREFIX = f"{KEY_PREFIX}:slo:"
-ROLLUP_TTL_S = 25 * 3600
+HOUR_PREFIX = f"{KEY_PREFIX}:slo:h:"
+ROLLUP_TTL_S = 26 * 3600
 WORKER_STATS_KEY = f"{KEY_PREFIX}:slo:workers"
 """Hash: worker name -> JSON {batches, images, last_batch, ts}: batch sizes per live worker."""
 
@@ -29,6 +31,10 @@ CONFIDENCE_BINS = 20
 
 def minute_key(unix_s: float) -> str:
     return f"{ROLLUP_PREFIX}{int(unix_s // 60)}"
+
+
+def hour_key(unix_s: float) -> str:
+    return f"{HOUR_PREFIX}{int(unix_s // 3600)}"
 
 
 def latency_bucket(seconds: float) -> int:
@@ -64,7 +70,8 @@ class Rollup:
 
     def pipeline_writes(self, pipe, counts: dict[str, int], now: float | None = None) -> None:
         """Queue the HINCRBYs of `counts` on a (sync or async) Redis pipeline."""
-        key = minute_key(time.time() if now is None else now)
-        for field, n in counts.items():
-            pipe.hincrby(key, field, n)
-        pipe.expire(key, ROLLUP_TTL_S)
+        now = time.time() if now is None else now
+        for key in (minute_key(now), hour_key(now)):
+            for field, n in counts.items():
+                pipe.hincrby(key, field, n)
+            pipe.expire(key, ROLLUP_TTL_S)

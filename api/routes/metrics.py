@@ -72,8 +72,8 @@ async def slo(request: Request) -> Response:
     obs = request.app.state.observability
     settings = request.app.state.settings
     now = time.time()
-    minutes = await obs.read_minutes(now)
-    windows = windows_of(minutes)
+    counts = await obs.read_counts(now)
+    windows = windows_of(counts)
     reference = obs.reference
     body = {
         "generated_at": round(now, 3),
@@ -93,6 +93,6 @@ async def slo(request: Request) -> Response:
             name: summarize(windows[name], length, obs.objectives, reference)
             for name, length in WINDOWS.items()
         },
-        "timeline": timeline(minutes, now),
+        "timeline": timeline(counts.minutes, now),
     }
     return json_response(body)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import ROOT, ManagedProcess, RedisServer
@@ -77,12 +80,14 @@ def fresh_dir(path: Path) -> Path:
 
 
 def quiescent(stack: Stack) -> dict:
-    """Wait until the per-minute counts have caught up with the Prometheus counters of the
-    same events (both count every request and prediction), so a test can count exactly.
-    Returns the settled `/v1/slo` body."""
+    """Wait until every process has flushed: the per-minute counts agree with the Prometheus
+    counters of the same events, and nothing changed over more than one flush interval (1 s),
+    so a test can count exactly. Returns the settled `/v1/slo` body."""
     from tests.harness import wait_until
 
-    def caught_up():
+    previous: list = [None]
+
+    def state() -> tuple[tuple, dict]:
         api = samples(f"{stack.api_url}/metrics")
         worker = samples(f"{stack.worker_metrics_url}/metrics")
         body = httpx.get(f"{stack.api_url}/v1/slo", timeout=5).json()
@@ -95,6 +100,34 @@ def quiescent(stack: Stack) -> dict:
             and dict(labels)["route"] != "/v1/slo"
         )
         predictions = total(worker, "digits_predictions_total")
-        return day["requests"] == requests and day["predictions"] == predictions and body
+        return (requests, predictions, day["requests"], day["predictions"]), body
 
-    return wait_until(caught_up, 15, "SLO counts to catch up with /metrics", interval=0.2)
+    def settled():
+        now, body = state()
+        stable = now == previous[0] and now[0] == now[2] and now[1] == now[3]
+        previous[0] = now
+        return stable and body
+
+    return wait_until(settled, 20, "every process to flush its counts", interval=1.3)
+
+
+def render(url: str, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium on `url` (`--dump-dom` or `--screenshot=...` in `args`)."""
+    binary = chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        argv = [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1800",
+            "--virtual-time-budget=4000",  # let the page fetch /v1/slo and draw before capture
+            *args,
+            url,
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)

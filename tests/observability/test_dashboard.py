@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
 from html.parser import HTMLParser
 
 import pytest
@@ -13,10 +11,10 @@ from PIL import Image
 from tests.observability.support import (
     DIGIT7_PNG,
     OUTPUT,
-    chromium,
     json_images,
     predict,
     quiescent,
+    render,
 )
 
 pytestmark = pytest.mark.integration
@@ -35,27 +33,6 @@ class _Raw(HTMLParser):
             self.raw[found["id"]] = json.loads(found["data-raw"])
 
 
-def _chromium(url: str, *args: str) -> subprocess.CompletedProcess:
-    binary = chromium()
-    if binary is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    with tempfile.TemporaryDirectory() as profile:
-        argv = [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,1800",
-            "--virtual-time-budget=4000",  # let the page fetch /v1/slo and draw before capture
-            *args,
-            url,
-        ]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-
-
 def test_dashboard_shows_the_slo_numbers(stack):
     with stack.client() as client:
         for size in (1, 3, 8):
@@ -63,7 +40,7 @@ def test_dashboard_shows_the_slo_numbers(stack):
         assert predict(client, b"{broken").status_code == 400
     slo = quiescent(stack)  # nothing moves while the page is rendered
 
-    dom = _chromium(f"{stack.api_url}/dashboard", "--dump-dom")
+    dom = render(f"{stack.api_url}/dashboard", "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'data-ready="1"' in dom.stdout, "the page never rendered /v1/slo"
     parser = _Raw()
@@ -86,7 +63,7 @@ def test_dashboard_shows_the_slo_numbers(stack):
 
     screenshot = OUTPUT / "dashboard.png"
     screenshot.unlink(missing_ok=True)
-    shot = _chromium(f"{stack.api_url}/dashboard", f"--screenshot={screenshot}")
+    shot = render(f"{stack.api_url}/dashboard", f"--screenshot={screenshot}")
     assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
     with Image.open(screenshot) as image:
         assert image.size == (1400, 1800)

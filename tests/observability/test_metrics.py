@@ -24,10 +24,11 @@ PREDICT = {"route": "/v1/predict", "method": "POST"}
 
 def test_api_counts_requests_by_route_template_and_status_class(stack):
     url = f"{stack.api_url}/metrics"
+    quiescent(stack)
     before = samples(url)
     with stack.client() as client:
-        for _ in range(6):
-            assert predict(client, DIGIT7_PNG, "image/png").status_code == 200
+        for _ in range(6):  # 200, or 202 if a starved machine misses the 2 s: both 2xx
+            assert predict(client, DIGIT7_PNG, "image/png").status_code in (200, 202)
         assert predict(client, b"not json").status_code == 400
         missing = client.get("/v1/jobs/0123456789abcdef0123456789abcdef")
         assert missing.status_code == 404
@@ -44,7 +45,7 @@ def test_api_counts_requests_by_route_template_and_status_class(stack):
         return done and now
 
     # Two API processes: each adds its counts to the shared files within a second.
-    now = wait_until(counted, 10, "request counts on /metrics")
+    now = wait_until(counted, 20, "request counts on /metrics")
     count = "digits_http_request_duration_seconds_count"
     assert total(now, count, route="/v1/predict") - total(before, count, route="/v1/predict") == 7
     within = "digits_http_request_duration_seconds_bucket"
@@ -60,6 +61,7 @@ def test_api_counts_requests_by_route_template_and_status_class(stack):
 def test_rejections_are_counted_by_reason(stack):
     url = f"{stack.api_url}/metrics"
     reason = {"reason": "invalid_json"}
+    quiescent(stack)
     before = value(samples(url), "digits_rejections_total", **reason)
     with stack.client() as client:
         assert predict(client, b"{broken").status_code == 400
@@ -72,7 +74,8 @@ def test_rejections_are_counted_by_reason(stack):
 
 def test_worker_metrics_show_batches_predictions_and_model(stack):
     url = f"{stack.worker_metrics_url}/metrics"
-    before = wait_until(lambda: samples(url), 30, "worker metrics endpoint")
+    quiescent(stack)
+    before = samples(url)
     with stack.client() as client:
         response = predict(client, json_images([DIGIT7_PNG] * 5))
     assert response.status_code == 200, response.text
@@ -102,6 +105,7 @@ def test_worker_metrics_show_batches_predictions_and_model(stack):
 
 def test_sync_request_that_falls_back_to_a_job_is_counted(stack):
     url = f"{stack.api_url}/metrics"
+    quiescent(stack)
     before = value(samples(url), "digits_sync_fallback_total")
     with stack.client() as client:
         window = lambda: client.get("/v1/slo").json()["windows"]["5m"]  # noqa: E731

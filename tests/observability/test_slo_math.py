@@ -7,7 +7,7 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from api.slo import Objectives, drift, quantile, summarize, windows_of
+from api.slo import Counts, Objectives, drift, quantile, summarize, windows_of
 from common.prom import add_bucketed
 from common.rollup import LATENCY_BUCKETS, confidence_bin, latency_bucket
 
@@ -52,9 +52,8 @@ def test_error_budget_and_availability_of_a_window():
     assert summarize({}, 5, Objectives(), None)["availability"] is None
 
 
-def test_windows_sum_the_newest_minutes():
-    minutes = [{"req": 1}] * 1440
-    windows = windows_of(minutes)
+def test_windows_sum_the_newest_minutes_and_hours():
+    windows = windows_of(Counts(minutes=[{"req": 1}] * 60, hours=[{"req": 60}] * 24))
     assert (windows["5m"]["req"], windows["1h"]["req"], windows["24h"]["req"]) == (5, 60, 1440)
 
 
