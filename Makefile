@@ -49,8 +49,8 @@ evaluate: venv-dev
 	test -f var/eval-test/labels.csv || $(BIN)/python -m evaluation generate --out var/eval-test --split test
 	$(BIN)/python -m evaluation run --sets var/eval-test --url $(URL)
 
-bench: venv-dev
-	$(BIN)/python -m bench
+bench: venv-dev tools
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache .ruff_cache

@@ -9,9 +9,6 @@ message) / (live workers); the inputs are read from Redis by a background task e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -20,9 +17,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.errors import ServiceUnavailable
+from api.periodic import Periodic
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, WORKER_HEARTBEAT_KEY, WORKER_STATS_KEY
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,16 +51,7 @@ class Admission:
         self._worker_stale_s = worker_stale_s
         self._refresh_s = refresh_s
         self.state = QueueState()
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="admission")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self.loop = Periodic("admission", refresh_s, self.refresh)
 
     async def refresh(self) -> QueueState:
         now = time.time()
@@ -85,30 +72,38 @@ class Admission:
         )
         return self.state
 
-    async def _run(self) -> None:
-        while True:
+    async def check_sync(self) -> None:
+        """Raise 503 when a new sync request could not be answered within its budget.
+
+        A refusal is only given on a fresh view: a state older than `refresh_s / 2` is read
+        again first, so a worker that just started is never refused for.
+        """
+        if self._refusal(self.state) is None:
+            return
+        if time.time() - self.state.read_at > self._refresh_s / 2:
             try:
                 await self.refresh()
-            except (RedisError, OSError) as exc:
-                log.debug("queue state not refreshed: %s", exc)
-            await asyncio.sleep(self._refresh_s)
+            except (RedisError, OSError):
+                return  # Redis trouble: let the enqueue itself decide (fast 503)
+        refusal = self._refusal(self.state)
+        if refusal is not None:
+            raise refusal
 
-    def check_sync(self) -> None:
-        """Raise 503 when a new sync request could not be answered within its budget."""
-        state = self.state
+    def _refusal(self, state: QueueState) -> ServiceUnavailable | None:
         if time.time() - state.read_at > 2.0:
-            return  # stale view (Redis trouble): let the enqueue itself decide
+            return None  # stale view (Redis trouble): let the enqueue itself decide
         if state.workers < 1:
-            raise ServiceUnavailable(
+            return ServiceUnavailable(
                 "no_workers", "no inference worker is running", retry_after_s=5
             )
         wait = state.expected_wait_s()
         if wait > self._sync_budget_s:
-            raise ServiceUnavailable(
+            return ServiceUnavailable(
                 "overloaded",
                 f"expected queue wait {wait:.2f}s exceeds the {self._sync_budget_s:.2f}s budget",
                 retry_after_s=max(1, math.ceil(wait)),
             )
+        return None
 
     def check_bulk(self) -> None:
         if self.state.bulk >= self._max_bulk_messages:

@@ -26,10 +26,14 @@ class ApiSettings(ServiceSettings):
     """The synchronous contract: `wait` is capped at this; later answers become 202."""
     redis_timeout_s: float = Field(0.4, gt=0.0)
     """Connect/read timeout to Redis: with Redis down, submissions fail (503) within this."""
+    redis_max_connections: int = Field(64, ge=4)
+    """Connections per API process to Redis (requests wait up to REDIS_TIMEOUT_S for one)."""
     worker_stale_s: float = Field(10.0, gt=0.0)
     """A worker whose last heartbeat is older than this does not count for /readyz."""
     sync_budget_s: float = Field(1.5, gt=0.0)
     """Admission: a sync request whose expected queue wait exceeds this is refused (503)."""
+    max_in_flight: int = Field(512, ge=1)
+    """Admission: sync requests waiting at once in one API process; beyond, 503 at once."""
     max_bulk_messages: int = Field(20_000, ge=1)
     """Admission: bulk submissions are refused (503) while this many batches are queued."""
     sweep_interval_s: float = Field(2.0, gt=0.0)

@@ -53,6 +53,7 @@ class Dispatcher:
         self._max_batch_delay_s = max_batch_delay_s
         self._pending: dict[str, _Pending] = {}
         self._in_flight: set[asyncio.Task] = set()
+        self._publishing: dict[str, int] = {}
         # NOTE: one thread: Celery's producer is blocking, and one sender keeps order.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="celery-send")
 
@@ -66,7 +67,9 @@ class Dispatcher:
         pending.images += len(images)
         if pending.images >= self._max_batch_size:
             self._flush(queue)
-        elif pending.timer is None:
+        elif pending.timer is None and not self._publishing.get(queue):
+            # NOTE: while a message of this queue is being published, newcomers wait for it
+            # to finish instead of a timer: under load batches grow by themselves.
             pending.timer = loop.call_later(self._max_batch_delay_s, self._flush, queue)
         await accepted
 
@@ -78,7 +81,14 @@ class Dispatcher:
             pending.timer.cancel()
         task = asyncio.create_task(self._publish(queue, pending))
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self._publishing[queue] = self._publishing.get(queue, 0) + 1
+        task.add_done_callback(lambda done, q=queue: self._published(done, q))
+
+    def _published(self, task: asyncio.Task, queue: str) -> None:
+        self._in_flight.discard(task)
+        self._publishing[queue] -= 1
+        if queue in self._pending:
+            self._flush(queue)
 
     async def _publish(self, queue: str, pending: _Pending) -> None:
         try:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -77,6 +78,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return json_response(
             {"error": {"code": code, "message": str(exc.detail)}}, exc.status_code, exc.headers
         )
+
+    @app.exception_handler(RedisError)
+    async def _redis_down(_: Request, exc: RedisError) -> Response:
+        log.warning("redis unavailable: %s", exc)
+        error = ServiceUnavailable("redis_unavailable", "the job store is unavailable; retry")
+        return json_response(error.body(), error.status_code, error.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:

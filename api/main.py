@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from api import observability
@@ -55,9 +55,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeouts = {"socket_connect_timeout": settings.redis_timeout_s}
-        client = Redis.from_url(
-            settings.redis_url, socket_timeout=settings.redis_timeout_s, **timeouts
+        # NOTE: a blocking pool: under a burst a request waits (bounded) for a connection
+        # instead of failing at redis-py's default cap of 100.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_timeout_s,
+            socket_timeout=settings.redis_timeout_s,
+            **timeouts,
         )
+        client = Redis(connection_pool=pool)
         # The subscription idles between results: it must not have a read timeout.
         listener_client = Redis.from_url(settings.redis_url, health_check_interval=15, **timeouts)
         store = JobStore(client, settings.result_ttl_s)
@@ -78,28 +85,30 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             max_bulk_messages=settings.max_bulk_messages,
             worker_stale_s=settings.worker_stale_s,
         )
-        app.state.service = PredictionService(store, dispatcher, listener, admission)
+        app.state.service = PredictionService(
+            store, dispatcher, listener, admission, settings.max_in_flight
+        )
         sweeper = Sweeper(
             client,
             dispatcher,
             SweepPolicy(
                 interval_s=settings.sweep_interval_s,
                 queued_grace_s=settings.sweep_queued_grace_s,
-                worker_stale_s=settings.worker_stale_s / 2,
+                worker_stale_s=settings.worker_stale_s,
                 max_attempts=settings.max_attempts,
             ),
             owner=listener.reply_to,
         )
         await listener.start()
         await _first_look(admission)
-        admission.start()
-        sweeper.start()
+        admission.loop.start()
+        sweeper.loop.start()
         obs = await observability.start(app, settings)
         try:
             yield
         finally:
-            await admission.stop()
-            await sweeper.stop()
+            await admission.loop.stop()
+            await sweeper.loop.stop()
             await dispatcher.close()
             await listener.stop()
             await client.aclose()

@@ -12,8 +12,6 @@ every second (and before each scrape of this process).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -28,6 +26,7 @@ _MULTIPROC_DIR = use_multiprocess_dir("api", private_if_unset=False)
 from prometheus_client import Counter, Gauge, Histogram  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
+from api.periodic import Periodic  # noqa: E402
 from common.rollup import LATENCY_BUCKETS, Rollup, latency_bucket  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -175,11 +174,10 @@ class RollupFlusher:
 
     def __init__(self, client, interval_s: float = 1.0) -> None:
         self._redis = client
-        self._interval_s = interval_s
-        self._task: asyncio.Task | None = None
+        self._loop = Periodic("slo-rollup-flush", interval_s, self.flush)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="slo-rollup-flush")
+        self._loop.start()
 
     async def flush(self) -> None:
         apply_pending()
@@ -195,17 +193,9 @@ class RollupFlusher:
             log.warning("SLO counts not flushed: %s", exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
         await self.flush()
         if _MULTIPROC_DIR:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid(), _MULTIPROC_DIR)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.flush()

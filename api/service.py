@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from api.admission import Admission
 from api.dispatch import Dispatcher
-from api.errors import json_response
+from api.errors import ServiceUnavailable, json_response
 from api.inputs import Prepared
 from api.jobs import JobStore, is_final
 from api.results import ResultListener
@@ -39,18 +40,33 @@ class PredictionService:
         dispatcher: Dispatcher,
         listener: ResultListener,
         admission: Admission,
+        max_in_flight: int = 512,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.listener = listener
         self.admission = admission
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def predict(self, prepared: Prepared, wait_s: float) -> Response:
         """Answer within `wait_s`: 200 with the result, or 202 and the job continues.
 
         `wait_s=0` means "enqueue and return": always 202.
         """
-        self.admission.check_sync()
+        await self.admission.check_sync()
+        if self.in_flight >= self.max_in_flight:
+            # This process is the bottleneck: more waiters would only all answer late.
+            raise ServiceUnavailable(
+                "overloaded", f"{self.in_flight} requests already waiting in this process"
+            )
+        self.in_flight += 1
+        try:
+            return await self._predict(prepared, wait_s)
+        finally:
+            self.in_flight -= 1
+
+    async def _predict(self, prepared: Prepared, wait_s: float) -> Response:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         spec = self._spec(prepared)
@@ -64,7 +80,10 @@ class PredictionService:
                 return finished(view)
             except TimeoutError:
                 # The notification may have been missed (e.g. a resubscribe): look once.
-                view = await self.store.get(spec.id)
+                try:
+                    view = await self.store.get(spec.id)
+                except RedisError:
+                    view = None  # the job is stored; the client polls it later
                 if view is not None and is_final(view):
                     return finished(view)
                 status = view["status"] if view else JobStatus.QUEUED

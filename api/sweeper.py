@@ -10,8 +10,6 @@ heartbeat stopped, or still `queued` long after the queues emptied. It is sent a
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -19,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from api.dispatch import Dispatcher
 from api.jobs import NewJob
+from api.periodic import Periodic
 from common.contract import (
     IMAGE_BYTES,
     IMAGE_SIDE,
@@ -61,26 +59,7 @@ class Sweeper:
         self._policy = policy
         self._owner = owner
         self._finish = client.register_script(FINISH)
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sweeper")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._policy.interval_s)
-            try:
-                await self.sweep_once()
-            except (RedisError, OSError) as exc:
-                log.warning("sweep skipped: %s", exc)
-            except Exception:
-                log.exception("sweep failed")
+        self.loop = Periodic("sweeper", policy.interval_s, self.sweep_once)
 
     async def sweep_once(self) -> int:
         """One pass; returns how many jobs were re-sent or failed."""

@@ -30,6 +30,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+CHATTY_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+"""One INFO line per message each, the first with the whole payload: quiet unless DEBUG."""
+
+
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
     # NOTE: sys.__stderr__: Celery swaps sys.stderr for a logging proxy in pool processes,
     # and a handler writing to that proxy would feed its own records back to itself.
@@ -41,3 +45,6 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if level.upper() != "DEBUG":
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
