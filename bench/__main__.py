@@ -34,7 +34,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", help="benchmark a running API instead of starting a stack")
     parser.add_argument("--repeats", type=int, help="override the plan's repeats")
     parser.add_argument("--ladder", help="override the sync ladder, e.g. 100,250,500")
-    parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--batch-delay-ms", type=float, default=2.0)
     parser.add_argument("--profile", action="store_true", help="py-spy the API and workers")

@@ -19,7 +19,7 @@ from tests.harness import (
 
 @dataclass(frozen=True)
 class StackConfig:
-    api_workers: int = 1
+    api_workers: int = 2
     worker_concurrency: int = 2
     batch_delay_ms: float = 2.0
 

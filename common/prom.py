@@ -16,13 +16,14 @@ import tempfile
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def use_multiprocess_dir(service: str, *, private_if_unset: bool) -> str:
+def use_multiprocess_dir(service: str, *, private_if_unset: bool, clear: bool = False) -> str:
     """Point this process (and its children) at `$PROMETHEUS_MULTIPROC_DIR/<service>`.
 
     One sub-directory per service: `make run` gives API, workers and Flower one base
     directory, and each `/metrics` must show its own processes only. With the variable unset,
     either a private temporary directory (a forking server: its children must share it) or
-    "" (a single process: the ordinary in-memory registry is exact).
+    "" (a single process: the ordinary in-memory registry is exact). `clear` is for the
+    process that starts a service: files left by a previous run would be summed in.
     """
     base = os.environ.get(ENV, "")
     if not base:
@@ -33,6 +34,10 @@ def use_multiprocess_dir(service: str, *, private_if_unset: bool) -> str:
         atexit.register(lambda: os.getpid() == owner and shutil.rmtree(base, ignore_errors=True))
     path = base if os.path.basename(base.rstrip("/")) == service else os.path.join(base, service)
     os.makedirs(path, exist_ok=True)
+    if clear:
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
     os.environ[ENV] = path
     values = sys.modules.get("prometheus_client.values")
     if values is not None and values.ValueClass is values.MutexValue:

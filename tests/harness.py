@@ -146,7 +146,13 @@ def wait_for_workers(redis_url: str, count: int = 1, timeout: float = 60) -> Non
 
 
 def start_api(redis_url: str, port: int, name: str = "api", **env: str) -> ManagedProcess:
-    settings = {"REDIS_URL": redis_url, "API_PORT": str(port), "API_HOST": "127.0.0.1", **env}
+    settings = {
+        "REDIS_URL": redis_url,
+        "API_PORT": str(port),
+        "API_HOST": "127.0.0.1",
+        "API_WORKERS": "1",  # one process is enough here, and its metrics are exact
+        **env,
+    }
     process = ManagedProcess(name, [sys.executable, "-m", "api"], settings)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(f"{url}/livez", timeout=1).status_code == 200, 30, "API /livez")

@@ -29,27 +29,36 @@ class BatchStats:
     report: WriteReport
 
 
-def prediction(probabilities: np.ndarray, blank: bool, threshold: float) -> dict:
-    """The public shape of one digit's answer (README: HTTP contract)."""
-    if blank:
-        return {
-            "digit": None,
-            "confidence": 0.0,
-            "probabilities": None,
-            "needs_review": True,
-            "reason": NO_DIGIT,
+def predictions(probabilities: np.ndarray, blank: set[int], threshold: float) -> list[dict]:
+    """The public shape of each image's answer (README: HTTP contract), for one job."""
+    digits = probabilities.argmax(axis=1).tolist()
+    confidences = probabilities.max(axis=1).tolist()
+    rounded = np.round(probabilities.astype(np.float64), 6).tolist()  # one pass, not per value
+    answers = []
+    for index, (digit, confidence, probs) in enumerate(
+        zip(digits, confidences, rounded, strict=True)
+    ):
+        if index in blank:
+            answers.append(
+                {
+                    "digit": None,
+                    "confidence": 0.0,
+                    "probabilities": None,
+                    "needs_review": True,
+                    "reason": NO_DIGIT,
+                }
+            )
+            continue
+        answer = {
+            "digit": digit,
+            "confidence": probs[digit],
+            "probabilities": probs,
+            "needs_review": confidence < threshold,
         }
-    digit = int(np.argmax(probabilities))
-    confidence = float(probabilities[digit])
-    answer = {
-        "digit": digit,
-        "confidence": round(confidence, 6),
-        "probabilities": [round(float(p), 6) for p in probabilities],
-        "needs_review": confidence < threshold,
-    }
-    if answer["needs_review"]:
-        answer["reason"] = LOW_CONFIDENCE
-    return answer
+        if answer["needs_review"]:
+            answer["reason"] = LOW_CONFIDENCE
+        answers.append(answer)
+    return answers
 
 
 def review_items(
@@ -152,10 +161,7 @@ class BatchRunner:
     def _outcome(self, job: JobSpec, probabilities: np.ndarray) -> Outcome:
         try:
             blank = set(job.meta.get("blank", ()))
-            answers = [
-                prediction(p, i in blank, self.review_threshold)
-                for i, p in enumerate(probabilities)
-            ]
+            answers = predictions(probabilities, blank, self.review_threshold)
             if self._on_predictions:
                 self._on_predictions(answers)
             body = {

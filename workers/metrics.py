@@ -95,7 +95,7 @@ def metrics() -> _Metrics:
 def setup() -> None:
     """In the Celery main process before the pool forks: where every process writes."""
     global MULTIPROC_DIR
-    MULTIPROC_DIR = use_multiprocess_dir("worker", private_if_unset=True)
+    MULTIPROC_DIR = use_multiprocess_dir("worker", private_if_unset=True, clear=True)
 
 
 ROLLUP = Rollup()

@@ -20,7 +20,7 @@ class Resolution(BaseModel):
     reviewer: str | None = Field(None, max_length=100)
 
 
-def get_reviews(request: Request) -> ReviewStore:
+async def get_reviews(request: Request) -> ReviewStore:
     return request.app.state.reviews
 
 
