@@ -9,6 +9,7 @@ message) / (live workers); the inputs are read from Redis by a background task e
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -35,6 +36,29 @@ class QueueState:
         return (self.interactive + 1) * self.seconds_per_message / self.workers
 
 
+class LoopLag:
+    """How late this process's event loop runs: the backlog no queue length shows.
+
+    When the API process itself is saturated, requests wait in the kernel's accept queue
+    and in the loop before any handler runs; a timer that should fire every `interval_s`
+    fires late by about that wait. The worst lag over the last second is kept.
+    """
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self._interval_s = interval_s
+        self._recent: list[float] = []
+        self.lag_s = 0.0
+        self.loop = Periodic("loop-lag", 0.0, self._measure)
+
+    async def _measure(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.sleep(self._interval_s)
+        lag = max(0.0, loop.time() - started - self._interval_s)
+        self._recent = [*self._recent[-(int(1 / self._interval_s) - 1) :], lag]
+        self.lag_s = max(self._recent)
+
+
 class Admission:
     def __init__(
         self,
@@ -43,6 +67,7 @@ class Admission:
         sync_budget_s: float,
         max_bulk_messages: int,
         worker_stale_s: float,
+        max_loop_lag_s: float = 0.5,
         refresh_s: float = 0.1,
     ) -> None:
         self._redis = client
@@ -50,6 +75,8 @@ class Admission:
         self._max_bulk_messages = max_bulk_messages
         self._worker_stale_s = worker_stale_s
         self._refresh_s = refresh_s
+        self._max_loop_lag_s = max_loop_lag_s
+        self.lag = LoopLag()
         self.state = QueueState()
         self.loop = Periodic("admission", refresh_s, self.refresh)
 
@@ -75,9 +102,16 @@ class Admission:
     async def check_sync(self) -> None:
         """Raise 503 when a new sync request could not be answered within its budget.
 
-        A refusal is only given on a fresh view: a state older than `refresh_s / 2` is read
-        again first, so a worker that just started is never refused for.
+        Two backlogs count: this process's own (event-loop lag) and the interactive queue in
+        Redis. A queue refusal is only given on a fresh view: a state older than
+        `refresh_s / 2` is read again first, so a worker that just started is never refused for.
         """
+        if self.lag.lag_s > self._max_loop_lag_s:
+            raise ServiceUnavailable(
+                "overloaded",
+                f"this API process runs {self.lag.lag_s:.2f}s behind; retry",
+                retry_after_s=1,
+            )
         if self._refusal(self.state) is None:
             return
         if time.time() - self.state.read_at > self._refresh_s / 2:

@@ -33,6 +33,8 @@ class ApiSettings(ServiceSettings):
     """A worker whose last heartbeat is older than this does not count for /readyz."""
     sync_budget_s: float = Field(1.5, gt=0.0)
     """Admission: a sync request whose expected queue wait exceeds this is refused (503)."""
+    max_loop_lag_s: float = Field(0.5, gt=0.0)
+    """Admission: sync requests are refused while this process's event loop runs this late."""
     max_in_flight: int = Field(512, ge=1)
     """Admission: sync requests waiting at once in one API process; beyond, 503 at once."""
     max_bulk_messages: int = Field(20_000, ge=1)

@@ -84,6 +84,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             sync_budget_s=settings.sync_budget_s,
             max_bulk_messages=settings.max_bulk_messages,
             worker_stale_s=settings.worker_stale_s,
+            max_loop_lag_s=settings.max_loop_lag_s,
         )
         app.state.service = PredictionService(
             store, dispatcher, listener, admission, settings.max_in_flight
@@ -102,12 +103,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         await listener.start()
         await _first_look(admission)
         admission.loop.start()
+        admission.lag.loop.start()
         sweeper.loop.start()
         obs = await observability.start(app, settings)
         try:
             yield
         finally:
             await admission.loop.stop()
+            await admission.lag.loop.stop()
             await sweeper.loop.stop()
             await dispatcher.close()
             await listener.stop()

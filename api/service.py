@@ -49,17 +49,21 @@ class PredictionService:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
 
-    async def predict(self, prepared: Prepared, wait_s: float) -> Response:
-        """Answer within `wait_s`: 200 with the result, or 202 and the job continues.
-
-        `wait_s=0` means "enqueue and return": always 202.
-        """
+    async def admit_sync(self) -> None:
+        """Refuse (503) a sync request that could not be answered in time, before its body
+        is even read: a refusal must cost far less than the work it avoids."""
         await self.admission.check_sync()
         if self.in_flight >= self.max_in_flight:
             # This process is the bottleneck: more waiters would only all answer late.
             raise ServiceUnavailable(
                 "overloaded", f"{self.in_flight} requests already waiting in this process"
             )
+
+    async def predict(self, prepared: Prepared, wait_s: float) -> Response:
+        """Answer within `wait_s`: 200 with the result, or 202 and the job continues.
+
+        `wait_s=0` means "enqueue and return": always 202. Call `admit_sync` first.
+        """
         self.in_flight += 1
         try:
             return await self._predict(prepared, wait_s)

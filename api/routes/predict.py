@@ -58,6 +58,7 @@ async def predict(
     request: Request, service: ServiceDep, settings: SettingsDep, wait: Wait = 2.0
 ) -> Response:
     """Read one or more digits; answers within `wait` seconds (200) or returns a job (202)."""
+    await service.admit_sync()
     prepared = await _prepare(request, settings, Kind.digits, None)
     return await service.predict(prepared, min(wait, settings.sync_wait_max_s))
 
@@ -71,6 +72,7 @@ async def postcodes(
     length: Length = None,
 ) -> Response:
     """Read whole postal codes: each image is segmented and its digits classified in one batch."""
+    await service.admit_sync()
     prepared = await _prepare(request, settings, Kind.postcode, length)
     return await service.predict(prepared, min(wait, settings.sync_wait_max_s))
 

@@ -60,11 +60,12 @@ def test_sigkill_of_a_pool_process_requeues_its_batch(make_stack, digits):
     ids = submit_bulk(stack, digits[0][:256], 120)
     store = stack.redis.client()
     children = [pid for pid in group_pids(worker.pid) if pid != worker.pid]
-    wait_until(lambda: running_on(store, ids, children), 30, "a batch in a pool process")
-    busy = next(
-        pid for pid in children if running_on(store, ids, [pid])
-    )  # the child holding a batch right now (or the other one, a moment later: both are busy)
-    os.kill(busy, signal.SIGKILL)
+
+    def busy_child() -> int | None:
+        """A pool process holding a batch right now (both are kept busy by the backlog)."""
+        return next((pid for pid in children if running_on(store, ids, [pid])), None)
+
+    os.kill(wait_until(busy_child, 30, "a batch in a pool process"), signal.SIGKILL)
     killed_at = time.monotonic()
     wait_until(lambda: set(job_ids_by_status(store, ids)) == {"done"}, 30, "all jobs done", 0.2)
     assert time.monotonic() - killed_at < 30
