@@ -41,12 +41,15 @@ class LoopLag:
 
     When the API process itself is saturated, requests wait in the kernel's accept queue
     and in the loop before any handler runs; a timer that should fire every `interval_s`
-    fires late by about that wait. The worst lag over the last second is kept.
+    fires late by about that wait. `lag_s` is the time-weighted median over the last
+    `window_s`: a sustained backlog delays the ticks that fill most of the window, while one
+    long step delays one tick only.
     """
 
-    def __init__(self, interval_s: float = 0.05) -> None:
+    def __init__(self, interval_s: float = 0.05, window_s: float = 1.0) -> None:
         self._interval_s = interval_s
-        self._recent: list[float] = []
+        self._window_s = window_s
+        self._ticks: list[tuple[float, float, float]] = []  # (ended at, lasted, lag)
         self.lag_s = 0.0
         self.loop = Periodic("loop-lag", 0.0, self._measure)
 
@@ -54,9 +57,21 @@ class LoopLag:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await asyncio.sleep(self._interval_s)
-        lag = max(0.0, loop.time() - started - self._interval_s)
-        self._recent = [*self._recent[-(int(1 / self._interval_s) - 1) :], lag]
-        self.lag_s = max(self._recent)
+        ended = loop.time()
+        lag = max(0.0, ended - started - self._interval_s)
+        self._ticks = [t for t in self._ticks if t[0] > ended - self._window_s]
+        self._ticks.append((ended, ended - started, lag))
+        self.lag_s = _weighted_median([(lag, lasted) for _, lasted, lag in self._ticks])
+
+
+def _weighted_median(values: list[tuple[float, float]]) -> float:
+    """The value below which half of the total weight lies; (value, weight) pairs."""
+    half, seen = sum(weight for _, weight in values) / 2, 0.0
+    for value, weight in sorted(values):
+        seen += weight
+        if seen >= half:
+            return value
+    return 0.0
 
 
 class Admission:

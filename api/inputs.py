@@ -39,7 +39,9 @@ RAW_IMAGE_TYPES = frozenset(
 )
 _STATUS_FOR_IMAGE_ERROR = {"unsupported_format": 415, "too_large": 413, "empty": 400}
 OFFLOAD_BYTES = 64 * 1024
-"""Bodies bigger than this are decoded in a thread so the event loop keeps serving."""
+OFFLOAD_IMAGES = 8
+"""Bodies bigger than OFFLOAD_BYTES or with more than OFFLOAD_IMAGES images are decoded in a
+thread, so the event loop keeps serving single-image requests meanwhile."""
 
 Item = bytes | list
 """One image as sent: encoded bytes, or a nested list of numbers."""

@@ -14,6 +14,7 @@ from api.deps import ServiceDep, SettingsDep, StoreDep, require_api_key
 from api.errors import ApiError, json_response
 from api.inputs import (
     OFFLOAD_BYTES,
+    OFFLOAD_IMAGES,
     Prepared,
     prepare_digits,
     prepare_postcodes,
@@ -48,7 +49,7 @@ async def _prepare(
         work, args = prepare_postcodes, (items, settings.max_image_pixels, length)
     else:
         work, args = prepare_digits, (items, settings.max_image_pixels)
-    if len(body) > OFFLOAD_BYTES:
+    if len(body) > OFFLOAD_BYTES or len(items) > OFFLOAD_IMAGES:
         return await run_in_threadpool(work, *args)
     return work(*args)
 

@@ -11,20 +11,35 @@ from api.admission import Admission, LoopLag, QueueState
 from api.errors import ServiceUnavailable
 
 
-async def _blocked_loop_lag(block_s: float) -> LoopLag:
+async def _measure(load) -> LoopLag:
     lag = LoopLag(interval_s=0.02)
     lag.loop.start()
     await asyncio.sleep(0.1)
-    assert lag.lag_s < block_s / 2  # an idle loop is on time
-    time.sleep(block_s)  # the CPU-saturated process: nothing else runs meanwhile
-    await asyncio.sleep(0.1)
+    assert lag.lag_s < 0.05  # an idle loop is on time
+    await load()
     await lag.loop.stop()
     return lag
 
 
-def test_a_blocked_loop_is_measured():
-    lag = asyncio.run(_blocked_loop_lag(0.3))
-    assert lag.lag_s >= 0.2
+async def _saturated() -> None:
+    """A saturated process: the loop is busy 80 ms out of every 80, for a second."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        time.sleep(0.08)
+        await asyncio.sleep(0)
+
+
+async def _one_long_decode() -> None:
+    time.sleep(0.3)  # one slow request, then the loop is free again
+    await asyncio.sleep(0.4)
+
+
+def test_a_saturated_loop_is_measured():
+    assert asyncio.run(_measure(_saturated)).lag_s >= 0.05
+
+
+def test_one_long_step_is_not_taken_for_saturation():
+    assert asyncio.run(_measure(_one_long_decode)).lag_s < 0.05
 
 
 def test_sync_requests_are_refused_while_the_loop_lags():
