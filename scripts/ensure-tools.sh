@@ -3,11 +3,14 @@
 # redis-server (throw-away instances), promtool (rule checks), chromium (dashboard test),
 # nginx (the compose load-balancer config is exercised for real).
 set -euo pipefail
+# Usage: scripts/ensure-tools.sh [command ...]  (default: every tool below)
+declare -A package=([redis-server]=redis-server [promtool]=prometheus [chromium]=chromium [nginx]=nginx-light)
+wanted=("$@")
+[ ${#wanted[@]} -eq 0 ] && wanted=(redis-server promtool chromium nginx)
 missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v chromium >/dev/null || missing+=(chromium)
-command -v nginx >/dev/null || missing+=(nginx-light)
+for tool in "${wanted[@]}"; do
+  command -v "$tool" >/dev/null || missing+=("${package[$tool]}")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""

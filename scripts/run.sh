@@ -29,7 +29,7 @@ redis_up() { $BIN/python -c "import redis,sys; redis.Redis.from_url('$REDIS_URL'
 if redis_up; then
   echo "using Redis at $REDIS_URL"
 else
-  command -v redis-server >/dev/null || scripts/ensure-tools.sh
+  command -v redis-server >/dev/null || scripts/ensure-tools.sh redis-server
   port=$($BIN/python -c "from urllib.parse import urlparse; print(urlparse('$REDIS_URL').port or 6379)")
   echo "no Redis at $REDIS_URL: starting redis-server on port $port (data in var/redis)"
   mkdir -p var/redis
