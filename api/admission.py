@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from api.errors import ServiceUnavailable
 from api.periodic import Periodic
-from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, WORKER_HEARTBEAT_KEY, WORKER_STATS_KEY
+from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, WORKER_HEARTBEAT_KEY, WORKER_PACE_KEY
 
 
 @dataclass
@@ -101,7 +101,7 @@ class Admission:
             pipe.llen(QUEUE_INTERACTIVE)
             pipe.llen(QUEUE_BULK)
             pipe.zrangebyscore(WORKER_HEARTBEAT_KEY, now - self._worker_stale_s, "+inf")
-            pipe.hgetall(WORKER_STATS_KEY)
+            pipe.hgetall(WORKER_PACE_KEY)
             interactive, bulk, live, stats = await pipe.execute()
         live_names = {name.decode() for name in live}
         per_message = [float(v) for k, v in stats.items() if k.decode() in live_names]

@@ -29,7 +29,7 @@ RESULT_CHANNEL_PREFIX = f"{KEY_PREFIX}:results:"
 """Workers PUBLISH finished jobs on `<prefix><reply_to>`; each API process listens to its own."""
 WORKER_HEARTBEAT_KEY = f"{KEY_PREFIX}:workers"
 """Sorted set: worker name -> last heartbeat (unix seconds) of a worker with a loaded model."""
-WORKER_STATS_KEY = f"{KEY_PREFIX}:worker-seconds-per-message"
+WORKER_PACE_KEY = f"{KEY_PREFIX}:worker-seconds-per-message"
 """Hash: worker name -> recent seconds per message (EWMA), for admission control."""
 
 

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from common.contract import WORKER_HEARTBEAT_KEY, WORKER_STATS_KEY
+from common.contract import WORKER_HEARTBEAT_KEY, WORKER_PACE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Heartbeat:
         self._stopped.set()
         with contextlib.suppress(redis.RedisError):
             self._redis.zrem(WORKER_HEARTBEAT_KEY, self.name)
-            self._redis.hdel(WORKER_STATS_KEY, self.name)
+            self._redis.hdel(WORKER_PACE_KEY, self.name)
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval_s):

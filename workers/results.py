@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import orjson
 import redis
 
-from common.contract import WORKER_STATS_KEY, job_key, result_channel
+from common.contract import WORKER_PACE_KEY, job_key, result_channel
 from common.jobstate import FINISH, MARK_RUNNING, finish_args
 from common.reviews import ADD_REVIEWS, PENDING_REVIEWS_KEY
 
@@ -97,7 +97,7 @@ class ResultWriter:
             self._reported_at = now
             try:
                 value = f"{self._seconds_per_message:.6f}"
-                self._redis.hset(WORKER_STATS_KEY, self._worker_name, value)
+                self._redis.hset(WORKER_PACE_KEY, self._worker_name, value)
             except redis.RedisError as exc:
                 log.warning("could not report batch time: %s", exc)
 

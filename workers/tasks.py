@@ -45,7 +45,7 @@ def load_model(**_: object) -> None:
     name = f"{socket.gethostname()}:{os.getpid()}"
     _state.runner = BatchRunner(
         model,
-        ResultWriter(client, name),
+        ResultWriter(client, name, review_ttl_s=settings.result_ttl_s),
         max_batch_size=settings.max_batch_size,
         review_threshold=settings.review_threshold,
         on_predictions=worker_metrics.record_predictions,
