@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 
@@ -115,11 +116,17 @@ async def read_items(request: Request, body: bytes, max_images: int) -> list[Ite
 
 async def _multipart_items(request: Request, max_images: int) -> list[Item]:
     try:
-        form = await request.form(max_files=max_images + 1, max_fields=max_images + 16)
+        form = await request.form(max_files=max_images, max_fields=max_images + 16)
     except MultiPartException as exc:
         raise ApiError(
             "malformed_multipart", f"multipart body could not be parsed: {exc}"
         ) from None
+    except HTTPException as exc:  # Starlette's own limits (too many files or fields)
+        if "Too many files" in str(exc.detail):
+            raise ApiError(
+                "too_many_images", f"more than {max_images} files in one request", status_code=413
+            ) from None
+        raise ApiError("malformed_multipart", str(exc.detail)) from None
     try:
         parts = form.getlist("file")
         if not parts:

@@ -35,6 +35,7 @@ CASES = {
     "array of strings": ({"json": {"images": [[["x"] * 28] * 28]}}, 422),
     "array out of range": ({"json": {"images": [[[999] * 28] * 28]}}, 422),
     "too many images": ({"json": {"images": [[[0] * 28] * 28] * 257}}, 413),
+    "too many multipart files": ({"files": [("file", ("a.png", PNG, "image/png"))] * 257}, 413),
     "multipart without file part": ({"files": {"other": ("a.png", PNG, "image/png")}}, 422),
     "multipart without boundary": (_raw(b"--x\r\nbroken", "multipart/form-data"), 400),
     "multipart with no parts": (_raw(b"--x\r\nbroken", "multipart/form-data; boundary=x"), 422),
@@ -55,6 +56,13 @@ def test_body_over_the_limit_is_413(client):
     response = client.post("/v1/predict", **_raw(b"\0" * (21 * 1024 * 1024)))
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"
+
+
+def test_unknown_job_ids_of_any_shape_are_404(client):
+    for job_id in ("0" * 32, "x" * 200, "%00"):
+        response = client.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 404, job_id
+        assert response.json()["error"]["code"] == "job_not_found"
 
 
 def test_the_bad_image_is_named_by_index(client):
