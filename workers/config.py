@@ -20,5 +20,7 @@ class WorkerSettings(ServiceSettings):
     """ONNX Runtime intra-op threads per process (processes already use the cores)."""
     heartbeat_interval_s: float = Field(2.0, gt=0.0)
     worker_metrics_port: int = 9100
+    shutdown_grace_s: float = Field(10.0, gt=0.0)
+    """Warm shutdown: pool processes still alive this long after SIGTERM are stopped."""
     visibility_timeout_s: int = Field(300, ge=10)
     """Redis transport: an unacknowledged message is redelivered after this (worker host lost)."""

@@ -7,11 +7,18 @@ import os
 import socket
 
 import redis
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from common.contract import TASK_PREDICT
 from common.logs import configure_logging
 from workers import metrics as worker_metrics
+from workers import shutdown
 from workers.app import celery_app, settings
 from workers.heartbeat import Heartbeat
 from workers.inference import BatchRunner
@@ -54,6 +61,12 @@ def load_model(**_: object) -> None:
     _state.heartbeat.start()
     worker_metrics.process_started(client, name, model.info.name, model.info.version)
     log.info("model loaded", extra={"model": model.info.name, "version": model.info.version})
+
+
+@worker_shutting_down.connect
+def bound_shutdown(**_: object) -> None:
+    """In the main process: no pool process may hold the shutdown up beyond the grace."""
+    shutdown.stop_children_after(settings.shutdown_grace_s)
 
 
 @worker_process_shutdown.connect
