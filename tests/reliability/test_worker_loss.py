@@ -22,6 +22,15 @@ def submit_bulk(stack, images, count: int) -> list[str]:
     return [r.json()["id"] for r in responses]
 
 
+def submit_with_backlog(stack, worker, images, count: int) -> list[str]:
+    """Queue the jobs while the worker is stalled, so it is busy for a while once resumed."""
+    worker.signal(signal.SIGSTOP)
+    try:
+        return submit_bulk(stack, images, count)
+    finally:
+        worker.signal(signal.SIGCONT)
+
+
 def running_on(redis_client, ids: list[str], pids: list[int]) -> bool:
     """True once one of `ids` is running in one of `pids` (so the kill lands mid-batch)."""
     names = {f"{os.uname().nodename}:{pid}" for pid in pids}
@@ -36,7 +45,7 @@ def running_on(redis_client, ids: list[str], pids: list[int]) -> bool:
 def test_sigkill_of_a_whole_worker_mid_batch_loses_nothing(make_stack, digits):
     stack = make_stack()
     victim = stack.add_worker(WORKER_CONCURRENCY="1")
-    ids = submit_bulk(stack, digits[0][:256], 120)
+    ids = submit_with_backlog(stack, victim, digits[0][:256], 120)
     store = stack.redis.client()
     wait_until(lambda: running_on(store, ids, group_pids(victim.pid)), 30, "a batch in flight")
     victim.signal(signal.SIGKILL)  # main process and pool: nothing gets to clean up
@@ -57,7 +66,7 @@ def test_sigkill_of_a_whole_worker_mid_batch_loses_nothing(make_stack, digits):
 def test_sigkill_of_a_pool_process_requeues_its_batch(make_stack, digits):
     stack = make_stack()
     worker = stack.add_worker(WORKER_CONCURRENCY="2")
-    ids = submit_bulk(stack, digits[0][:256], 120)
+    ids = submit_with_backlog(stack, worker, digits[0][:256], 120)
     store = stack.redis.client()
     children = [pid for pid in group_pids(worker.pid) if pid != worker.pid]
 
