@@ -145,6 +145,19 @@ def wait_for_workers(redis_url: str, count: int = 1, timeout: float = 60) -> Non
     wait_until(lambda: live_workers(redis_url) >= count, timeout, f"{count} worker(s) ready")
 
 
+FINAL_STATUSES = ("done", "failed", "reviewed")
+
+
+def wait_for_job(http: httpx.Client, job_id: str, timeout: float = 10) -> dict:
+    """Poll `GET /v1/jobs/<id>` until the job is final; returns its last body."""
+
+    def final() -> dict | None:
+        body = http.get(f"/v1/jobs/{job_id}").json()
+        return body if body["status"] in FINAL_STATUSES else None
+
+    return wait_until(final, timeout, f"job {job_id} to finish")
+
+
 def start_api(redis_url: str, port: int, name: str = "api", **env: str) -> ManagedProcess:
     settings = {
         "REDIS_URL": redis_url,

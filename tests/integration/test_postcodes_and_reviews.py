@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.harness import wait_until
+from tests.harness import wait_for_job, wait_until
 from tests.integration.conftest import png_bytes
 
 pytestmark = pytest.mark.integration
@@ -72,10 +72,8 @@ def test_postcode_async_job(client, code):
         headers={"Content-Type": "image/png"},
     )
     assert response.status_code == 202, response.text
-    url = response.json()["status_url"]
-    done = wait_until(
-        lambda: (b := client.get(url).json())["status"] == "done" and b, 10, "postcode job"
-    )
+    done = wait_for_job(client, response.json()["id"])
+    assert done["status"] == "done"
     assert done["text"] == text and done["kind"] == "postcode"
 
 

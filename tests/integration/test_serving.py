@@ -8,24 +8,15 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import numpy as np
 import pytest
 
 from common.contract import JobSpec, PredictMessage, encode_images, job_key
 from common.queueing import make_celery
-from tests.harness import wait_until
+from tests.harness import wait_for_job
 from tests.integration.conftest import png_bytes
 
 pytestmark = pytest.mark.integration
-
-
-def poll_done(client: httpx.Client, job_id: str, timeout: float = 10) -> dict:
-    def final():
-        body = client.get(f"/v1/jobs/{job_id}").json()
-        return body if body["status"] in ("done", "failed", "reviewed") else None
-
-    return wait_until(final, timeout, f"job {job_id} to finish")
 
 
 def test_raw_png_body_is_read(client, mnist_test):
@@ -111,7 +102,7 @@ def test_submit_then_poll(client, mnist_test):
     body = response.json()
     assert body["status"] == "queued"
     assert response.headers["Location"] == body["status_url"] == f"/v1/jobs/{body['id']}"
-    done = poll_done(client, body["id"])
+    done = wait_for_job(client, body["id"])
     assert done["status"] == "done"
     assert done["predictions"][0]["digit"] == labels[3]
 
@@ -133,7 +124,7 @@ def test_exception_inside_a_batch_fails_each_request_explicitly(redis_server, cl
         "digits.predict", args=[message.to_dict()], queue="digits.interactive"
     )
     for spec in specs:
-        body = poll_done(client, spec.id)
+        body = wait_for_job(client, spec.id)
         assert body["status"] == "failed"
         assert body["error"]["code"] == "inference_failed"
 

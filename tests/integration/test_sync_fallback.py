@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.harness import wait_until
+from tests.harness import wait_for_job
 from tests.integration.conftest import png_bytes
 
 pytestmark = pytest.mark.integration
@@ -30,11 +30,8 @@ def test_sync_timeout_answers_202_and_the_job_then_completes(client, worker, mni
     assert 0.5 <= elapsed < 1.0  # never later than the deadline plus a small margin
     job = response.json()
     assert job["status"] == "queued" and response.headers["Location"] == job["status_url"]
-    done = wait_until(
-        lambda: (body := client.get(job["status_url"]).json())["status"] == "done" and body,
-        30,
-        "the queued job to complete",
-    )
+    done = wait_for_job(client, job["id"], 30)
+    assert done["status"] == "done"
     assert done["predictions"][0]["digit"] == labels[4]
 
 
@@ -42,11 +39,6 @@ def test_wait_zero_always_answers_202(client, mnist_test):
     images, labels = mnist_test
     response = client.post("/v1/predict?wait=0", json={"images": [images[5].tolist()]})
     assert response.status_code == 202, response.text
-    done = wait_until(
-        lambda: (
-            (body := client.get(response.json()["status_url"]).json())["status"] == "done" and body
-        ),
-        30,
-        "the job to complete",
-    )
+    done = wait_for_job(client, response.json()["id"], 30)
+    assert done["status"] == "done"
     assert done["predictions"][0]["digit"] == labels[5]

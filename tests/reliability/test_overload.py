@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.harness import wait_until
+from tests.harness import wait_for_job, wait_until
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration
@@ -54,8 +54,7 @@ def test_sync_requests_overtake_a_20000_image_bulk_upload(client, digits):
         latencies.append(time.monotonic() - started)
         assert response.status_code == 200, response.text
     assert max(latencies) < 2.0, latencies
-    last = bulk[-1].json()["status_url"]
-    wait_until(lambda: client.get(last).json()["status"] == "done", 60, "the bulk upload done")
+    assert wait_for_job(client, bulk[-1].json()["id"], 60)["status"] == "done"
 
 
 def test_idempotency_key_returns_the_same_job(client, digits):

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.harness import RedisServer, job_ids_by_status, wait_until
+from tests.harness import RedisServer, job_ids_by_status, wait_for_job, wait_until
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def test_expired_results_answer_404(make_stack, digits):
     stack.add_worker()
     with stack.http() as http:
         job = http.post("/v1/jobs", json=batch_body(digits[0][:1])).json()
-        wait_until(lambda: http.get(job["status_url"]).json()["status"] == "done", 10, "done")
+        assert wait_for_job(http, job["id"])["status"] == "done"
         wait_until(lambda: http.get(job["status_url"]).status_code == 404, 10, "expiry")
         assert http.get(job["status_url"]).json()["error"]["code"] == "job_not_found"
 
