@@ -21,6 +21,9 @@ from typing import TypeVar
 import httpx
 import redis
 
+from common.contract import FINAL_STATUSES
+from workers.shutdown import process_table
+
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "test-output" / "logs"
 T = TypeVar("T")
@@ -145,9 +148,6 @@ def wait_for_workers(redis_url: str, count: int = 1, timeout: float = 60) -> Non
     wait_until(lambda: live_workers(redis_url) >= count, timeout, f"{count} worker(s) ready")
 
 
-FINAL_STATUSES = ("done", "failed", "reviewed")
-
-
 def wait_for_job(http: httpx.Client, job_id: str, timeout: float = 10) -> dict:
     """Poll `GET /v1/jobs/<id>` until the job is final; returns its last body."""
 
@@ -174,18 +174,7 @@ def start_api(redis_url: str, port: int, name: str = "api", **env: str) -> Manag
 
 def group_pids(pgid: int) -> list[int]:
     """Every live process of a process group (a worker's main process and its pool)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields[2] is the pgrp
-            pids.append(int(entry))
-    return pids
+    return [pid for pid, _, group in process_table() if group == pgid]
 
 
 def job_ids_by_status(client: redis.Redis, ids: list[str]) -> dict[str, list[str]]:

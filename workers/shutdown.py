@@ -22,8 +22,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def child_pids(parent: int) -> list[int]:
-    pids = []
+def process_table() -> list[tuple[int, int, int]]:
+    """(pid, ppid, process group) of every live process, read from /proc."""
+    table = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -31,9 +32,13 @@ def child_pids(parent: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == parent:  # fields[1] is the ppid
-            pids.append(int(entry.name))
-    return pids
+        if fields[0] != "Z":  # zombies are already gone
+            table.append((int(entry.name), int(fields[1]), int(fields[2])))
+    return table
+
+
+def child_pids(parent: int) -> list[int]:
+    return [pid for pid, ppid, _ in process_table() if ppid == parent]
 
 
 def stop_children_after(grace_s: float) -> threading.Thread:
