@@ -237,6 +237,7 @@ def prepare_postcodes(items: list[Item], max_pixels: int, length: int | None) ->
                 "boxes": [list(map(int, box)) for box in segmentation.boxes],
                 "length": length,
                 "doubtful": bool(segmentation.doubtful),
+                "segmentation": list(segmentation.reasons),
             }
         )
     images = (

@@ -14,7 +14,14 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from common.contract import IMAGE_SIDE, JobStatus, job_key
-from common.reviews import LABELLED_IMAGES_KEY, LABELLED_KEY, PENDING_REVIEWS_KEY, review_key
+from common.reviews import (
+    LABELLED_IMAGES_KEY,
+    LABELLED_KEY,
+    PENDING_REVIEWS_KEY,
+    VERDICT_DIGIT,
+    VERDICT_NO_DIGIT,
+    review_key,
+)
 
 
 def png_base64(raw: bytes) -> str:
@@ -59,14 +66,28 @@ class ReviewStore:
             await self._redis.zrem(PENDING_REVIEWS_KEY, *expired)
         return {"total": total - len(expired), "offset": offset, "limit": limit, "items": items}
 
-    async def resolve(self, rid: str, label: int, reviewer: str | None) -> dict[str, Any]:
-        """Record the label, correct the job's answer; the job is `reviewed` once none is left."""
+    async def resolve(
+        self, rid: str, label: int | None, reviewer: str | None, verdict: str = VERDICT_DIGIT
+    ) -> dict[str, Any]:
+        """Record the label, correct the job's answer; the job is `reviewed` once none is left.
+
+        `verdict` "no_digit" (with `label` None): a person saw no digit; it resolves the item
+        without a label, and the export keeps such examples apart from the labelled ones.
+        """
+        if (verdict == VERDICT_NO_DIGIT) != (label is None):
+            raise ValueError("a digit verdict needs a label, a no_digit verdict none")
         key = review_key(rid)
         fields_raw, image = await self._redis.hmget(key, "fields", "image")
         if fields_raw is None:
             raise ReviewNotFound(rid)
         fields = orjson.loads(fields_raw)
-        labelled = {**fields, "label": label, "reviewer": reviewer, "resolved_at": time.time()}
+        labelled = {
+            **fields,
+            "label": label,
+            "verdict": verdict,
+            "reviewer": reviewer,
+            "resolved_at": time.time(),
+        }
         job = job_key(fields["job_id"])
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
@@ -78,7 +99,9 @@ class ReviewStore:
                     pipe.multi()
                     if body_raw is not None:
                         left = max(0, int(left or 1) - 1)
-                        body = corrected(orjson.loads(body_raw), fields["path"], label, left == 0)
+                        body = corrected(
+                            orjson.loads(body_raw), fields["path"], label, left == 0, verdict
+                        )
                         pipe.hset(
                             job, mapping={"body": orjson.dumps(body), "pending_reviews": left}
                         )
@@ -96,20 +119,30 @@ class ReviewStore:
             "id": rid,
             "job_id": fields["job_id"],
             "label": label,
+            "verdict": verdict,
             "model_digit": fields["model_digit"],
         }
 
 
-def corrected(body: dict, path: list, label: int, all_reviewed: bool) -> dict:
-    """Put the person's label beside the model's answer at `path` in a job's body."""
+def corrected(
+    body: dict, path: list, label: int | None, all_reviewed: bool, verdict: str = VERDICT_DIGIT
+) -> dict:
+    """Put the person's label beside the model's answer at `path` in a job's body.
+
+    No digit: `reviewed_digit` is null and `reviewed_verdict` "no_digit"; in a postcode that
+    position is left out of `reviewed_text` (a mark that was not a digit).
+    """
     node: Any = body
     for step in path:
         node = node[step]
     node["reviewed_digit"] = label
+    node["reviewed_verdict"] = verdict
     if body.get("kind") == "postcode":
         for code in body["postcodes"]:
             code["reviewed_text"] = "".join(
-                str(d.get("reviewed_digit", d["digit"])) for d in code["digits"]
+                str(d.get("reviewed_digit", d["digit"]))
+                for d in code["digits"]
+                if d.get("reviewed_verdict") != VERDICT_NO_DIGIT
             )
         if len(body["postcodes"]) == 1:
             body.update({k: body["postcodes"][0][k] for k in ("digits", "reviewed_text")})

@@ -13,9 +13,15 @@ from common.contract import KEY_PREFIX
 PENDING_REVIEWS_KEY = f"{KEY_PREFIX}:reviews:pending"
 """Sorted set: review id -> unix time flagged (oldest first)."""
 LABELLED_KEY = f"{KEY_PREFIX}:reviews:labelled"
-"""Hash: review id -> JSON {label, model_digit, confidence, reason, job_id, ...}."""
+"""Hash: review id -> JSON {label, verdict, model_digit, confidence, reason, job_id, ...}."""
 LABELLED_IMAGES_KEY = f"{KEY_PREFIX}:reviews:labelled-images"
 """Hash: review id -> 784 raw bytes of the normalised image."""
+
+VERDICT_DIGIT = "digit"
+"""A person read a digit: `label` is 0-9."""
+VERDICT_NO_DIGIT = "no_digit"
+"""A person saw no digit (blank, smudge, not a postal code): `label` is null. Exported
+apart from the labelled examples (`no_digit_*` arrays), never as a digit."""
 
 
 def review_key(review_id: str) -> str:

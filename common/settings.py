@@ -17,8 +17,20 @@ class ServiceSettings(BaseSettings):
     """Broker and job store. In compose: `redis://:${REDIS_PASSWORD}@redis:6379/0`."""
     result_ttl_s: int = Field(24 * 3600, ge=1)
     """How long job records and results are kept; an expired job id answers 404."""
+    sync_result_ttl_s: int = Field(60, ge=1)
+    """How long a synchronous answer the API delivered in its 200 stays readable (a client
+    may still poll it); bulk jobs, sync requests answered 202 and jobs with reviews keep
+    `result_ttl_s`. This is what bounds Redis memory at a steady request rate (README)."""
     review_threshold: float = Field(0.90, ge=0.0, le=1.0)
     """Predictions below this confidence are marked `needs_review` and queued for a human."""
+    postcode_review_threshold: float = Field(0.90, ge=0.0, le=1.0)
+    """A postal code whose probability (the whole code's, calibrated) is below this is
+    marked `needs_review`. Temporary default: to be chosen from the robustness sets."""
+    postcode_directory: str = ""
+    """Path to a text file of valid postal codes, one per line (empty: no directory). With
+    it, a code is read as the most likely valid code (`common.decoding`); loaded once per
+    worker process. Only the workers read it; they check it when they start (a missing file
+    or a line that is not a code stops `python -m workers` with the file and line)."""
     models_dir: str = "models"
     """The model registry (`models/<name>/<version>/`, aliases in `aliases.json`)."""
     model_name: str = "mnist_cnn"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
+from common.decoding import DirectoryError, PostcodeDirectory
 from common.logs import configure_logging
 from workers.app import celery_app, settings
 
@@ -27,8 +31,25 @@ def worker_argv() -> list[str]:
     return argv
 
 
+def check_directory(path: str) -> None:
+    """Fail at start-up, with the file and line, rather than in every pool process later."""
+    if not path:
+        return
+    try:
+        directory = PostcodeDirectory.load(path)
+    except DirectoryError as exc:
+        logging.getLogger("workers").error("invalid POSTCODE_DIRECTORY: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    lengths = {n: len(directory.codes[n]) for n in directory.lengths}
+    logging.getLogger("workers").info(
+        "postcode directory checked", extra={"path": path, "codes_by_length": lengths}
+    )
+
+
 def main() -> None:
     configure_logging("worker", settings.log_level, settings.log_json)
+    check_directory(settings.postcode_directory)
     celery_app.worker_main(worker_argv())
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.contract import JobKind, JobSpec, JobStatus, PredictMessage, decode_images, job_key
-from common.postcode import assemble
+from common.decoding import PostcodeDirectory
+from common.postcode import assemble, digits_to_review
 from common.reviews import review_id
 from workers.model import DigitModel
 from workers.results import Outcome, ResultWriter, ReviewItem, WriteReport
@@ -68,14 +69,15 @@ def review_items(
     if outcome.status != JobStatus.DONE:
         return []
     if job.kind is JobKind.POSTCODE:
-        places = [
-            (
-                ["postcodes", g, "digits", k],
-                {**digit, "needs_review": digit["confidence"] < threshold},
-            )
-            for g, code in enumerate(outcome.body["postcodes"])
-            for k, digit in enumerate(code["digits"])
-        ]
+        # a flagged code queues its least confident digit(s) (`digits_to_review`); the
+        # review index counts digits across the job's codes, as the images do
+        places = []
+        for g, code in enumerate(outcome.body["postcodes"]):
+            chosen = set(digits_to_review(code, threshold))
+            for k, digit in enumerate(code["digits"]):
+                places.append(
+                    (["postcodes", g, "digits", k], {**digit, "needs_review": k in chosen})
+                )
     else:
         places = [(["predictions", i], p) for i, p in enumerate(outcome.body["predictions"])]
     items = []
@@ -105,12 +107,20 @@ class BatchRunner:
         *,
         max_batch_size: int,
         review_threshold: float,
+        postcode_review_threshold: float | None = None,
+        directory: PostcodeDirectory | None = None,
         on_predictions: Callable[[list[dict]], None] | None = None,
     ) -> None:
         self.model = model
         self.writer = writer
         self.max_batch_size = max_batch_size
         self.review_threshold = review_threshold
+        """Single digits, on the calibrated confidence; also picks a flagged code's digits."""
+        self.postcode_review_threshold = (
+            review_threshold if postcode_review_threshold is None else postcode_review_threshold
+        )
+        """Postal codes, on the whole code's probability."""
+        self.directory = directory
         self._on_predictions = on_predictions
 
     def run(self, payload: dict) -> BatchStats:
@@ -171,7 +181,7 @@ class BatchRunner:
                 "model_version": self.model.info.version,
             }
             if job.kind is JobKind.POSTCODE:
-                body.update(self._postcodes(job, answers))
+                body.update(self._postcodes(job, probabilities))
             else:
                 body["predictions"] = answers
             return Outcome(job.id, str(JobStatus.DONE), body)
@@ -179,18 +189,19 @@ class BatchRunner:
             log.exception("job failed", extra={"job_id": job.id})
             return self._failed(job, "job_failed", str(exc))
 
-    def _postcodes(self, job: JobSpec, answers: list[dict]) -> dict:
+    def _postcodes(self, job: JobSpec, probabilities: np.ndarray) -> dict:
         codes, offset = [], 0
         for group in job.meta["groups"]:
             count = group["count"]
-            digits = [(a["digit"], a["confidence"]) for a in answers[offset : offset + count]]
             codes.append(
                 assemble(
-                    digits,
+                    probabilities[offset : offset + count],
                     group["boxes"],
                     expected_length=group.get("length"),
-                    threshold=self.review_threshold,
+                    threshold=self.postcode_review_threshold,
                     doubtful=group.get("doubtful", False),
+                    segmentation=group.get("segmentation", ()),
+                    directory=self.directory,
                 )
             )
             offset += count

@@ -16,6 +16,7 @@ from celery.signals import (
 )
 
 from common.contract import TASK_PREDICT
+from common.decoding import PostcodeDirectory
 from common.logs import configure_logging
 from workers import metrics as worker_metrics
 from workers import shutdown
@@ -49,18 +50,36 @@ def load_model(**_: object) -> None:
         socket_timeout=10.0,
         health_check_interval=30,
     )
+    directory = load_directory(settings.postcode_directory)
     name = f"{socket.gethostname()}:{os.getpid()}"
     _state.runner = BatchRunner(
         model,
         ResultWriter(client, name, review_ttl_s=settings.result_ttl_s),
         max_batch_size=settings.max_batch_size,
         review_threshold=settings.review_threshold,
+        postcode_review_threshold=settings.postcode_review_threshold,
+        directory=directory,
         on_predictions=worker_metrics.record_predictions,
     )
     _state.heartbeat = Heartbeat(client, name, settings.heartbeat_interval_s)
     _state.heartbeat.start()
     worker_metrics.process_started(client, name, model.info.name, model.info.version)
-    log.info("model loaded", extra={"model": model.info.name, "version": model.info.version})
+    log.info(
+        "model loaded",
+        extra={
+            "model": model.info.name,
+            "version": model.info.version,
+            "temperature": model.temperature,
+            "postcode_directory": directory.path if directory else None,
+            "directory_codes": len(directory) if directory else 0,
+        },
+    )
+
+
+def load_directory(path: str) -> PostcodeDirectory | None:
+    """`POSTCODE_DIRECTORY` (empty: none). `python -m workers` has already checked the file
+    before forking (`workers.__main__`); each pool process loads its own copy once."""
+    return PostcodeDirectory.load(path) if path else None
 
 
 @worker_shutting_down.connect

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.responses import Response
 
 from api.deps import require_api_key
@@ -16,8 +16,29 @@ router = APIRouter(prefix="/v1/reviews", tags=["reviews"], dependencies=[Depends
 
 
 class Resolution(BaseModel):
-    label: int = Field(ge=0, le=9, description="The digit a person read.")
+    """`{"label": 7}` (a digit), or `{"verdict": "no_digit"}` (label omitted or null): the
+    image holds no digit (blank envelope, a smudge, not a postal code). A no-digit answer
+    resolves the item without inventing a label; the export keeps it apart."""
+
+    label: int | None = Field(None, ge=0, le=9, description="The digit a person read.")
+    verdict: Literal["digit", "no_digit"] | None = Field(
+        None,
+        description='"no_digit": there is no digit to read (then no label). '
+        'Default "digit" when a label is given.',
+    )
     reviewer: str | None = Field(None, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> Resolution:
+        if self.verdict is None:
+            if self.label is None:
+                raise ValueError('give a "label" 0-9, or "verdict": "no_digit"')
+            self.verdict = "digit"
+        elif self.verdict == "digit" and self.label is None:
+            raise ValueError('verdict "digit" needs a "label" 0-9')
+        elif self.verdict == "no_digit" and self.label is not None:
+            raise ValueError('verdict "no_digit" takes no label (send "label": null or omit it)')
+        return self
 
 
 async def get_reviews(request: Request) -> ReviewStore:
@@ -43,9 +64,12 @@ async def resolve_review(
     resolution: Resolution,
     review_id: Annotated[str, Path(max_length=80)],
 ) -> Response:
-    """Record the correct label; the job's answer shows it beside the model's digit."""
+    """Record the correct label (or that there is no digit); the job's answer shows it beside
+    the model's digit."""
     try:
-        result = await reviews.resolve(review_id, resolution.label, resolution.reviewer)
+        result = await reviews.resolve(
+            review_id, resolution.label, resolution.reviewer, verdict=resolution.verdict
+        )
     except ReviewNotFound:
         raise ApiError(
             "review_not_found", f"no pending review {review_id}", status_code=404

@@ -49,6 +49,11 @@ def test_postcode_sync_reads_the_digits_in_order(client, code):
     assert body["text"] == text
     assert body["postcodes"][0]["text"] == text
     assert body["needs_review"] is False
+    # read as a whole code: no directory configured on this worker
+    assert body["decoding"] == "digits" and body["per_digit_text"] == text
+    assert body["probability"] == body["confidence"] >= 0.9
+    assert body["runner_up"]["text"] != text
+    assert all(len(d["probabilities"]) == 10 for d in body["digits"])
     xs = [d["box"][0] for d in body["digits"]]
     assert xs == sorted(xs) and len(xs) == 5
 
@@ -61,7 +66,12 @@ def test_postcode_length_mismatch_needs_review(client, code):
         headers={"Content-Type": "image/png"},
     )
     assert response.status_code == 200, response.text
-    assert response.json()["needs_review"] is True
+    body = response.json()
+    assert body["needs_review"] is True
+    # segmentation cut a digit in two to reach six: reported, and the cut digit's low
+    # probability sinks the code's, or the count still differs
+    assert body["doubtful_segmentation"] or "length_mismatch" in body["reasons"]
+    assert {"low_confidence", "length_mismatch"} & set(body["reasons"])
 
 
 def test_postcode_async_job(client, code):
@@ -124,3 +134,68 @@ def test_review_round_trip(client, redis_server, tmp_path):
 def test_review_label_must_be_a_digit(client):
     response = client.post("/v1/reviews/whatever-0", json={"label": 12})
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"label": None},
+        {"verdict": "no_digit", "label": 3},
+        {"verdict": "digit"},
+        {"verdict": "maybe"},
+        {"label": "none"},
+    ],
+)
+def test_review_answer_must_be_a_digit_or_no_digit(client, answer):
+    response = client.post("/v1/reviews/whatever-0", json=answer)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_review_no_digit_answer_invents_no_label(client, redis_server, tmp_path):
+    """A blank envelope is cleared with "no digit"; the export keeps it out of x/y."""
+    blank = png_bytes(np.full((28, 28), 200, np.uint8))  # grey paper, no ink
+    job = client.post("/v1/predict", content=blank, headers={"Content-Type": "image/png"}).json()
+    assert job["predictions"][0]["reason"] == "no_digit_found"
+    review_id = f"{job['id']}-0"
+    wait_until(
+        lambda: redis_server.client().zscore("digits:reviews:pending", review_id) is not None,
+        10,
+        "the review item to be queued",
+    )
+    # a labelled one too, so the export has both kinds
+    other = client.post("/v1/predict", content=blank, headers={"Content-Type": "image/png"})
+    other_id = f"{other.json()['id']}-0"
+    wait_until(
+        lambda: redis_server.client().zscore("digits:reviews:pending", other_id) is not None,
+        10,
+        "the second review item to be queued",
+    )
+    resolved = client.post(
+        f"/v1/reviews/{review_id}", json={"label": None, "verdict": "no_digit", "reviewer": "ana"}
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["verdict"] == "no_digit" and resolved.json()["label"] is None
+    assert client.post(f"/v1/reviews/{other_id}", json={"label": 4}).status_code == 200
+
+    after = client.get(f"/v1/jobs/{job['id']}").json()
+    assert after["status"] == "reviewed"
+    prediction = after["predictions"][0]
+    assert prediction["reviewed_digit"] is None and prediction["reviewed_verdict"] == "no_digit"
+    assert prediction["digit"] is None
+    assert client.post(f"/v1/reviews/{review_id}", json={"verdict": "no_digit"}).status_code == 404
+
+    out = tmp_path / "reviewed.npz"
+    export = [sys.executable, "-m", "training", "reviews", "export", "--out", str(out)]
+    subprocess.run([*export, "--redis-url", redis_server.url], check=True, timeout=60)
+    exported = np.load(out)
+    assert review_id not in list(exported["ids"])
+    assert len(exported["x"]) == len(exported["y"]) == len(exported["ids"])
+    assert (exported["y"] >= 0).all() and (exported["y"] <= 9).all()
+    row = list(exported["ids"]).index(other_id)
+    assert exported["y"][row] == 4
+    none_row = list(exported["no_digit_ids"]).index(review_id)
+    assert exported["no_digit_x"][none_row].shape == (28, 28)
+    assert exported["no_digit_model_digit"][none_row] == -1
+    assert len(exported["no_digit_x"]) == len(exported["no_digit_ids"])
