@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from redis.exceptions import OutOfMemoryError
 
 from api.errors import ServiceUnavailable
 from api.jobs import JobStore, NewJob
@@ -57,12 +58,23 @@ class Dispatcher:
         # NOTE: one thread: Celery's producer is blocking, and one sender keeps order.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="celery-send")
 
-    async def submit(self, spec: JobSpec, images: np.ndarray, queue: str) -> None:
-        """Returns once the job is stored and its message published; 503 if Redis can't take it."""
+    async def submit(
+        self,
+        spec: JobSpec,
+        images: np.ndarray,
+        queue: str,
+        *,
+        keep_s: int | None = None,
+        stored: bool = False,
+    ) -> None:
+        """Returns once the job is stored and its message published; 503 if Redis can't take it.
+
+        `keep_s`: how long the job is kept once answered; `stored`: the record exists already.
+        """
         loop = asyncio.get_running_loop()
         accepted = loop.create_future()
         pending = self._pending.setdefault(queue, _Pending())
-        pending.jobs.append(NewJob(spec, images, queue))
+        pending.jobs.append(NewJob(spec, images, queue, keep_s, stored))
         pending.accepted.append(accepted)
         pending.images += len(images)
         if pending.images >= self._max_batch_size:
@@ -101,7 +113,15 @@ class Dispatcher:
                 exc,
                 extra={"job_ids": [job.spec.id for job in pending.jobs]},
             )
-            error = ServiceUnavailable("queue_unavailable", "the job queue is unavailable; retry")
+            if isinstance(exc, OutOfMemoryError):
+                # Redis at maxmemory (noeviction): accepted work drains, new work waits.
+                error = ServiceUnavailable(
+                    "store_full", "the job store is full; retry later", retry_after_s=5
+                )
+            else:
+                error = ServiceUnavailable(
+                    "queue_unavailable", "the job queue is unavailable; retry"
+                )
             for future in pending.accepted:
                 if not future.done():
                     future.set_exception(error)

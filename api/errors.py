@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -82,7 +82,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RedisError)
     async def _redis_down(_: Request, exc: RedisError) -> Response:
         log.warning("redis unavailable: %s", exc)
-        error = ServiceUnavailable("redis_unavailable", "the job store is unavailable; retry")
+        if isinstance(exc, OutOfMemoryError):
+            # maxmemory reached (noeviction): nothing new is stored until answers expire.
+            error = ServiceUnavailable("store_full", "the job store is full; retry later", 5)
+        else:
+            error = ServiceUnavailable("redis_unavailable", "the job store is unavailable; retry")
         return json_response(error.body(), error.status_code, error.headers)
 
     @app.exception_handler(Exception)

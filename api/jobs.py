@@ -19,7 +19,22 @@ from common.contract import (
     JobStatus,
     job_key,
 )
-from common.jobstate import PENDING_KEY
+from common.jobstate import KEEP, PENDING_KEY
+
+CREATE_KEYED = """
+-- KEYS: idempotency key, job key, pending set. ARGV: ttl, job id, now, then field, value...
+-- The key is bound to the job in the same atomic step that stores the job: a key never
+-- names a job that does not exist (a retry after a failed submit finds it or creates it).
+local existing = redis.call('GET', KEYS[1])
+if existing and redis.call('EXISTS', 'digits:job:' .. existing) == 1 then return existing end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+return false
+"""
 
 
 @dataclass(frozen=True)
@@ -27,46 +42,78 @@ class NewJob:
     spec: JobSpec
     images: np.ndarray
     queue: str
+    keep_s: int | None = None
+    """Seconds the job is kept once answered (its `keep` field); None: `RESULT_TTL_S`."""
+    stored: bool = False
+    """Already in Redis (a keyed submission is stored with its key): only publish it."""
 
 
 class JobStore:
     def __init__(self, client: Redis, ttl_s: int) -> None:
         self._redis = client
         self._ttl_s = ttl_s
+        self._keep = client.register_script(KEEP)
+        self._create_keyed = client.register_script(CREATE_KEYED)
+
+    @property
+    def ttl_s(self) -> int:
+        return self._ttl_s
+
+    def _fields(self, job: NewJob, now: str) -> dict:
+        return {
+            "status": str(JobStatus.QUEUED),
+            "kind": str(job.spec.kind),
+            "n": job.spec.n,
+            "queue": job.queue,
+            "created_at": now,
+            "meta": orjson.dumps(job.spec.meta),
+            "keep": job.keep_s or self._ttl_s,
+            "input": job.images.tobytes(),
+        }
 
     async def create(self, jobs: Sequence[NewJob]) -> None:
-        """One pipeline for every job of a message: status, input (for retries/review), TTL."""
+        """One pipeline for every job of a message: status, input (for retries), retention.
+
+        Unfinished jobs live `RESULT_TTL_S`; the worker's FINISH sets the expiry to `keep`
+        and deletes the input (reviews keep their own copy of their image).
+        """
         now = f"{time.time():.6f}"
+        new = [job for job in jobs if not job.stored]
+        if not new:
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for job in jobs:
+            for job in new:
                 key = job_key(job.spec.id)
-                pipe.hset(
-                    key,
-                    mapping={
-                        "status": str(JobStatus.QUEUED),
-                        "kind": str(job.spec.kind),
-                        "n": job.spec.n,
-                        "queue": job.queue,
-                        "created_at": now,
-                        "meta": orjson.dumps(job.spec.meta),
-                        "input": job.images.tobytes(),
-                    },
-                )
+                pipe.hset(key, mapping=self._fields(job, now))
                 pipe.expire(key, self._ttl_s)
-            pipe.zadd(PENDING_KEY, {job.spec.id: float(now) for job in jobs})
+            pipe.zadd(PENDING_KEY, {job.spec.id: float(now) for job in new})
             await pipe.execute()
 
-    async def claim_idempotency_key(self, key: str, job_id: str) -> str | None:
-        """Bind `key` to `job_id` unless already bound; returns the job it was bound to before."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        previous = await self._redis.set(
-            f"{KEY_PREFIX}:idempotency:{digest}", job_id, nx=True, ex=self._ttl_s, get=True
-        )
-        return previous.decode() if previous is not None else None
+    async def create_keyed(self, idempotency_key: str, job: NewJob) -> str | None:
+        """Store `job` bound to `idempotency_key`, atomically, unless the key already names a
+        stored job: then nothing is written and that job's id is returned."""
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        now = f"{time.time():.6f}"
+        args: list = [self._ttl_s, job.spec.id, now]
+        for field, value in self._fields(job, now).items():
+            args += [field, value]
+        keys = [f"{KEY_PREFIX}:idempotency:{digest}", job_key(job.spec.id), PENDING_KEY]
+        existing = await self._create_keyed(keys=keys, args=args)
+        return existing.decode() if existing is not None else None
+
+    async def keep(self, job_id: str, seconds: int) -> dict | None:
+        """Keep the job `seconds` once answered (a 202 was given: the client will poll it);
+        returns its public view, like `get`."""
+        status, kind, body = await self._keep(keys=[job_key(job_id)], args=[seconds])
+        return self._view(job_id, status, kind, body)
 
     async def get(self, job_id: str) -> dict | None:
         """The public view of a job, or None when unknown or expired."""
         status, kind, body = await self._redis.hmget(job_key(job_id), "status", "kind", "body")
+        return self._view(job_id, status, kind, body)
+
+    @staticmethod
+    def _view(job_id: str, status, kind, body) -> dict | None:
         if status is None:
             return None
         status = status.decode()

@@ -87,7 +87,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             max_loop_lag_s=settings.max_loop_lag_s,
         )
         app.state.service = PredictionService(
-            store, dispatcher, listener, admission, settings.max_in_flight
+            store,
+            dispatcher,
+            listener,
+            admission,
+            settings.max_in_flight,
+            sync_result_ttl_s=settings.sync_result_ttl_s,
         )
         sweeper = Sweeper(
             client,

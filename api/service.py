@@ -12,7 +12,7 @@ from api.admission import Admission
 from api.dispatch import Dispatcher
 from api.errors import ServiceUnavailable, json_response
 from api.inputs import Prepared
-from api.jobs import JobStore, is_final
+from api.jobs import JobStore, NewJob, is_final
 from api.results import ResultListener
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, JobSpec, JobStatus
 
@@ -41,8 +41,10 @@ class PredictionService:
         listener: ResultListener,
         admission: Admission,
         max_in_flight: int = 512,
+        sync_result_ttl_s: int = 60,
     ) -> None:
         self.store = store
+        self.sync_result_ttl_s = sync_result_ttl_s
         self.dispatcher = dispatcher
         self.listener = listener
         self.admission = admission
@@ -75,17 +77,21 @@ class PredictionService:
         deadline = loop.time() + wait_s
         spec = self._spec(prepared)
         result = self.listener.expect(spec.id)  # NOTE: registered before the job can finish
+        # Retention: an answer delivered in this 200 is kept only SYNC_RESULT_TTL_S; a 202
+        # (wait=0 or the deadline passed) promises a poll, so the job keeps RESULT_TTL_S.
+        keep_s = self.sync_result_ttl_s if wait_s > 0 else self.store.ttl_s
         try:
-            await self.dispatcher.submit(spec, prepared.images, QUEUE_INTERACTIVE)
+            await self.dispatcher.submit(spec, prepared.images, QUEUE_INTERACTIVE, keep_s=keep_s)
             if wait_s <= 0:
                 return accepted(spec.id, str(prepared.kind))
             try:
                 view = await asyncio.wait_for(result, max(0.0, deadline - loop.time()))
                 return finished(view)
             except TimeoutError:
-                # The notification may have been missed (e.g. a resubscribe): look once.
+                # The notification may have been missed (e.g. a resubscribe): look once, and
+                # keep the job RESULT_TTL_S from now on, since the client will poll it.
                 try:
-                    view = await self.store.get(spec.id)
+                    view = await self.store.keep(spec.id, self.store.ttl_s)
                 except RedisError:
                     view = None  # the job is stored; the client polls it later
                 if view is not None and is_final(view):
@@ -99,13 +105,20 @@ class PredictionService:
         """Queue bulk work; a retry with the same `Idempotency-Key` gets the same job."""
         self.admission.check_bulk()
         spec = self._spec(prepared)
+        stored = False
         if idempotency_key:
-            existing = await self.store.claim_idempotency_key(idempotency_key, spec.id)
+            # NOTE: the key is bound in the same atomic step that stores the job, so a key
+            # never names a job that was not stored (a 503 here leaves either nothing or
+            # the stored job, which a retry then finds; a stored job whose message was not
+            # published is re-sent by the sweeper).
+            job = NewJob(spec, prepared.images, QUEUE_BULK)
+            existing = await self.store.create_keyed(idempotency_key, job)
             if existing is not None:
                 view = await self.store.get(existing)
                 status = view["status"] if view else JobStatus.QUEUED
                 return accepted(existing, str(prepared.kind), status)
-        await self.dispatcher.submit(spec, prepared.images, QUEUE_BULK)
+            stored = True
+        await self.dispatcher.submit(spec, prepared.images, QUEUE_BULK, stored=stored)
         return accepted(spec.id, str(prepared.kind))
 
     @staticmethod

@@ -4,6 +4,15 @@ A job is `queued` -> `running` -> `done` | `failed` (later `reviewed`). Executio
 at-least-once, so the final write is a compare-and-set: the first result wins, later
 ones are counted as duplicates and dropped. `PENDING_KEY` indexes unfinished jobs by
 the time they were (re)queued, so lost work can be found without scanning keys.
+
+Retention: a job hash lives `RESULT_TTL_S` while it is unfinished; FINISH then sets its
+expiry to the job's `keep` field (seconds), so a sync answer already delivered in a 200 is
+kept only `SYNC_RESULT_TTL_S` while bulk jobs keep `RESULT_TTL_S` (README, "Redis memory").
+
+Every script here completes work already accepted, so it is flagged `allow-oom`: with Redis
+at `maxmemory` (noeviction) new submissions are refused (503) but queued and running jobs
+still finish. Finishing is about memory-neutral: it deletes the job's input images (784
+bytes each) and writes its answer in their place.
 """
 
 from __future__ import annotations
@@ -13,7 +22,12 @@ from common.contract import KEY_PREFIX
 PENDING_KEY = f"{KEY_PREFIX}:pending"
 """Sorted set: job id -> unix time it was last queued; removed when the job finishes."""
 
-MARK_RUNNING = """
+ALLOW_OOM = "#!lua flags=allow-oom\n"
+"""Script shebang (Redis >= 7): the script may write while Redis is over `maxmemory`."""
+
+MARK_RUNNING = (
+    ALLOW_OOM
+    + """
 for i, key in ipairs(KEYS) do
   if redis.call('HGET', key, 'status') == 'queued' then
     redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1], 'started_by', ARGV[2])
@@ -21,8 +35,11 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+)
 
-FINISH = """
+FINISH = (
+    ALLOW_OOM
+    + """
 -- KEYS: job keys. ARGV: channel ('' for none), now, pending key, then (id, status, body) per job.
 local channel, now, pending = ARGV[1], ARGV[2], ARGV[3]
 local published, written, duplicates = {}, 0, 0
@@ -33,6 +50,8 @@ for i, key in ipairs(KEYS) do
     redis.call('HSET', key, 'status', status, 'body', body, 'finished_at', now)
     redis.call('HDEL', key, 'input')
     redis.call('ZREM', pending, id)
+    local keep = tonumber(redis.call('HGET', key, 'keep'))
+    if keep then redis.call('EXPIRE', key, keep) end
     written = written + 1
     published[#published + 1] = body
   else
@@ -45,6 +64,21 @@ if channel ~= '' and #published > 0 then
 end
 return {written, duplicates}
 """
+)
+
+KEEP = (
+    ALLOW_OOM
+    + """
+-- KEYS: one job key. ARGV: seconds to keep it once answered. Returns status, kind, body.
+-- The API runs it when a sync request answers 202: the client will poll, so the answer
+-- must outlive SYNC_RESULT_TTL_S. A job already final gets the new expiry at once.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {false, false, false} end
+redis.call('HSET', KEYS[1], 'keep', ARGV[1])
+if status ~= 'queued' and status ~= 'running' then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return redis.call('HMGET', KEYS[1], 'status', 'kind', 'body')
+"""
+)
 
 
 def finish_args(channel: str, now: float, outcomes: list[tuple[str, str, bytes]]) -> list:

@@ -1,9 +1,13 @@
 """Run generated sets through the live service (or the same code in-process) and score them.
 
 Online: `POST /v1/predict` (single digits, raw image body) and `POST /v1/postcodes?length=5`
-from a thread pool. Offline: `common.imaging` + `common.segmentation` + the ONNX model via
-onnxruntime, for fast iteration without a service. Both print one table per category and a
-review-threshold table (errors caught vs inputs flagged).
+from a thread pool. Offline: the workers' own code in-process, for fast iteration without a
+service: `common.imaging` + `common.segmentation`, the model as the workers load it
+(`workers.model.DigitModel`: ONNX Runtime plus the calibration in its metadata.json) and the
+same code reading (`common.postcode.assemble`: directory decoding, code probability, review
+rule), with the service's settings from the environment (`POSTCODE_REVIEW_THRESHOLD`,
+`POSTCODE_DIRECTORY`). Both print one table per category and a review-threshold table
+(errors caught vs inputs flagged).
 """
 
 from __future__ import annotations
@@ -18,11 +22,23 @@ from pathlib import Path
 
 import numpy as np
 
+from common.decoding import PostcodeDirectory
 from common.imaging import ImageError, decode, normalise
 from common.postcode import assemble
 from common.segmentation import segment
+from common.settings import ServiceSettings
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
+CODE_SETS = ("postcodes", "codes", "lowres_codes", "directory_codes")
+"""Sets of whole postal codes (`evaluation.generate` and `evaluation.robust`): exact match."""
+SURE = 0.99
+"""Confidence at which a wrong answer counts as "confidently wrong" in the report."""
+
+
+def is_code_set(name: str) -> bool:
+    return name in CODE_SETS
+
+
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
 
 
@@ -33,7 +49,7 @@ class Outcome:
     label: str
     predicted: str | None
     confidence: float
-    """single digits: the digit's confidence; postcodes: the lowest digit confidence."""
+    """single digits: the digit's (calibrated) confidence; postcodes: the code's probability."""
     needs_review: bool
     error: str | None = None
 
@@ -51,23 +67,38 @@ def read_labels(sets: Path) -> list[dict[str, str]]:
 
 
 class OfflineReader:
-    """The service's imaging code and the ONNX model, in-process."""
+    """The workers' model, calibration and code reading, in-process (one implementation)."""
 
-    def __init__(self, model_path: Path, threshold: float) -> None:
-        import onnxruntime as ort
+    def __init__(
+        self,
+        model_path: Path,
+        threshold: float,
+        *,
+        postcode_threshold: float | None = None,
+        directory: PostcodeDirectory | str | None = None,
+    ) -> None:
+        """`model_path`: a version's model.onnx (its folder's metadata.json gives the
+        calibration). `threshold`: single digits. `postcode_threshold` and `directory` (a
+        `PostcodeDirectory`, a path, or "" for none) default to the service's
+        `POSTCODE_REVIEW_THRESHOLD` / `POSTCODE_DIRECTORY` from the environment."""
+        from workers.model import DigitModel, ModelInfo  # onnxruntime: only offline runs
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(model_path), opts, providers=["CPUExecutionProvider"]
-        )
-        self.input = self.session.get_inputs()[0].name
+        folder = Path(model_path).parent
+        self.model = DigitModel(ModelInfo(folder.parent.name, folder.name, folder))
         self.threshold = threshold
+        settings = ServiceSettings()
+        self.postcode_threshold = (
+            settings.postcode_review_threshold if postcode_threshold is None else postcode_threshold
+        )
+        if directory is None:
+            directory = settings.postcode_directory
+        if isinstance(directory, str | Path):  # "" = no directory
+            directory = PostcodeDirectory.load(directory) if str(directory) else None
+        self.directory = directory
 
     def probs(self, images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32)[..., None] / 255.0
-        return self.session.run(None, {self.input: x})[0]
+        """Calibrated probabilities, exactly as the workers compute them."""
+        return self.model.predict(images)
 
     def digit(self, data: bytes) -> tuple[str | None, float, bool]:
         norm = normalise(decode(data))
@@ -77,16 +108,27 @@ class OfflineReader:
         conf = float(p.max())
         return str(int(p.argmax())), conf, conf < self.threshold
 
-    def postcode(self, data: bytes) -> tuple[str | None, float, bool]:
-        seg = segment(decode(data), expected=5)
-        if not seg.crops:
-            return None, 0.0, True
-        p = self.probs(np.stack([c.image for c in seg.crops]))
-        digits = [(int(r.argmax()), float(r.max())) for r in p]
-        res = assemble(
-            digits, seg.boxes, expected_length=5, threshold=self.threshold, doubtful=seg.doubtful
+    def read_postcode(self, data: bytes, length: int | None = 5) -> dict:
+        """The answer the service gives for one code image (the `postcodes[0]` entry)."""
+        seg = segment(decode(data), expected=length)
+        p = (
+            self.probs(np.stack([c.image for c in seg.crops]))
+            if seg.crops
+            else np.zeros((0, 10), np.float32)
         )
-        return res["text"], min(c for _, c in digits), res["needs_review"]
+        return assemble(
+            p,
+            seg.boxes,
+            expected_length=length,
+            threshold=self.postcode_threshold,
+            doubtful=seg.doubtful,
+            segmentation=seg.reasons,
+            directory=self.directory,
+        )
+
+    def postcode(self, data: bytes) -> tuple[str | None, float, bool]:
+        res = self.read_postcode(data)
+        return res["text"] or None, float(res["probability"]), bool(res["needs_review"])
 
 
 def default_model() -> Path:
@@ -126,8 +168,8 @@ class OnlineReader:
     def postcode(self, data: bytes, ext: str) -> tuple[str | None, float, bool]:
         body = self._post("/v1/postcodes?length=5", data, ext)
         code = (body.get("postcodes") or [body])[0]
-        confs = [float(d.get("confidence", 0.0)) for d in code.get("digits", [])]
-        return code.get("text") or None, min(confs, default=0.0), bool(code.get("needs_review"))
+        probability = code.get("probability", code.get("confidence"))
+        return code.get("text") or None, float(probability or 0.0), bool(code.get("needs_review"))
 
 
 # --------------------------------------------------------------------------- scoring
@@ -157,11 +199,15 @@ def accuracy_table(outcomes: Iterable[Outcome]) -> list[tuple[str, int, float, f
     gets an overall row. "Flagged" is the service's (or offline: the same) needs_review."""
     groups: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
-        key = o.set if o.set in ("clean", "postcodes") else f"wild/{o.category}"
+        key = f"wild/{o.category}" if o.set == "wild" else o.set
         groups[key].append(o)
         if o.set == "wild":
             groups["wild (all)"].append(o)
-    order = sorted(groups, key=lambda k: (k != "clean", not k.startswith("wild/"), k))
+
+    def rank(key: str) -> tuple:
+        return (key != "clean", not key.startswith("wild"), is_code_set(key), key)
+
+    order = sorted(groups, key=rank)
     rows = []
     for key in order:
         g = groups[key]
@@ -204,16 +250,23 @@ def render(outcomes: list[Outcome], title: str) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for key, n, acc, flag, acc_ok in accuracy_table(outcomes):
-        label = f"{key} (exact match)" if key == "postcodes" else key
+        label = f"{key} (exact match)" if is_code_set(key) else key
         lines.append(f"| {label} | {n} | {acc:.2%} | {flag:.1%} | {acc_ok:.2%} |")
     errors = [o for o in outcomes if o.error]
     if errors:
         codes = sorted({o.error or "" for o in errors})
         lines.append(f"\n{len(errors)} inputs were refused: {', '.join(codes)}")
+    digits = [o for o in outcomes if not is_code_set(o.set)]
+    if digits:
+        sure_wrong = sum(1 for o in digits if not o.correct and o.confidence >= SURE)
+        lines.append(
+            f"\nConfidently wrong single digits (confidence >= {SURE}): {sure_wrong} in "
+            f"{len(digits)} ({sure_wrong * 1800 / len(digits):.1f} per 1,800)"
+        )
     for name, subset in (
-        ("single digits (clean + wild)", [o for o in outcomes if o.set != "postcodes"]),
+        ("single digits", digits),
         ("wild single digits", [o for o in outcomes if o.set == "wild"]),
-        ("postcodes (lowest digit confidence)", [o for o in outcomes if o.set == "postcodes"]),
+        ("postal codes (code probability)", [o for o in outcomes if is_code_set(o.set)]),
     ):
         if not subset:
             continue

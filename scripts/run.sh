@@ -33,8 +33,11 @@ else
   port=$($BIN/python -c "from urllib.parse import urlparse; print(urlparse('$REDIS_URL').port or 6379)")
   echo "no Redis at $REDIS_URL: starting redis-server on port $port (data in var/redis)"
   mkdir -p var/redis
+  # A memory cap, as in compose: at the cap new work is refused (503 store_full), queued
+  # and running jobs still finish, nothing is evicted (docs/DESIGN.md, "Redis memory").
   redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/var/redis" --appendonly yes \
-    --appendfsync everysec --save "" >var/log/redis.log 2>&1 &
+    --appendfsync everysec --save "" --maxmemory "${REDIS_MAXMEMORY:-1gb}" \
+    --maxmemory-policy noeviction >var/log/redis.log 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
   redis_up || { echo "redis-server did not start; see var/log/redis.log"; exit 1; }

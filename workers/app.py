@@ -9,7 +9,11 @@ from __future__ import annotations
 from celery import Celery
 
 from common.queueing import make_celery
+from workers import broker
 from workers.config import WorkerSettings
+
+# A full Redis (maxmemory) must not stop the worker: `redis://` means workers.broker here.
+broker.install()
 
 
 def create_celery(settings: WorkerSettings) -> Celery:

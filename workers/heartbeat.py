@@ -10,13 +10,19 @@ import time
 import redis
 
 from common.contract import WORKER_HEARTBEAT_KEY, WORKER_PACE_KEY
+from common.jobstate import ALLOW_OOM
 
 log = logging.getLogger(__name__)
+
+BEAT = ALLOW_OOM + "return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])"
+"""allow-oom: a full Redis (noeviction) must not make live workers look dead; the entry
+exists already, so the write costs no memory."""
 
 
 class Heartbeat:
     def __init__(self, client: redis.Redis, name: str, interval_s: float) -> None:
         self._redis = client
+        self._beat = client.register_script(BEAT)
         self.name = name
         self._interval_s = interval_s
         self._stopped = threading.Event()
@@ -27,7 +33,7 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
-        self._redis.zadd(WORKER_HEARTBEAT_KEY, {self.name: time.time()})
+        self._beat(keys=[WORKER_HEARTBEAT_KEY], args=[f"{time.time():.6f}", self.name])
 
     def stop(self) -> None:
         self._stopped.set()

@@ -11,10 +11,25 @@ import orjson
 import redis
 
 from common.contract import WORKER_PACE_KEY, job_key, result_channel
-from common.jobstate import FINISH, MARK_RUNNING, finish_args
+from common.jobstate import ALLOW_OOM, FINISH, MARK_RUNNING, finish_args
 from common.reviews import ADD_REVIEWS, PENDING_REVIEWS_KEY
 
 log = logging.getLogger(__name__)
+
+KEEP_REVIEWED = (
+    ALLOW_OOM
+    + """
+-- KEYS: job keys with a pending review. ARGV[1]: seconds. A sync answer is normally kept
+-- SYNC_RESULT_TTL_S, but a job a person will review keeps the review's retention.
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'keep', ARGV[1])
+    redis.call('EXPIRE', key, ARGV[1])
+  end
+end
+return #KEYS
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +66,9 @@ class ResultWriter:
     ) -> None:
         self._redis = client
         self._review_ttl_s = review_ttl_s
-        self._add_reviews = client.register_script(ADD_REVIEWS)
+        # NOTE: allow-oom: flagged predictions of accepted work are kept even at maxmemory.
+        self._add_reviews = client.register_script(ALLOW_OOM + ADD_REVIEWS.lstrip("\n"))
+        self._keep_reviewed = client.register_script(KEEP_REVIEWED)
         self._seconds_per_message: float | None = None
         self._reported_at = 0.0
         self._mark_running = client.register_script(MARK_RUNNING)
@@ -108,4 +125,7 @@ class ResultWriter:
         args: list = [f"{time.time():.6f}", self._review_ttl_s]
         for item in items:
             args += [item.review_id, item.job_key, orjson.dumps(item.fields), item.image]
-        return int(self._add_reviews(keys=[PENDING_REVIEWS_KEY], args=args))
+        added = int(self._add_reviews(keys=[PENDING_REVIEWS_KEY], args=args))
+        job_keys = sorted({item.job_key for item in items})
+        self._keep_reviewed(keys=job_keys, args=[self._review_ttl_s])
+        return added
