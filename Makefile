@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format train bench evaluate venv-serve venv-dev tools clean
+.PHONY: run test lint format train bench chaos evaluate venv-serve venv-dev tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ evaluate: venv-dev
 
 bench: venv-dev tools
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Fault suite (issue 18): the reliability tests, then faults under open-loop load with one
+# table per case (accepted, done, failed, lost, stuck, slowest answer and refusal), ~3 min.
+chaos: venv-dev tools
+	$(BIN)/pytest tests/reliability -q
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache .ruff_cache

@@ -101,6 +101,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 interval_s=settings.sweep_interval_s,
                 queued_grace_s=settings.sweep_queued_grace_s,
                 worker_stale_s=settings.worker_stale_s,
+                running_limit_s=settings.task_time_limit_s + SweepPolicy.running_grace_s,
                 max_attempts=settings.max_attempts,
             ),
             owner=listener.reply_to,

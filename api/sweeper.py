@@ -4,8 +4,10 @@ Celery redelivers a message whose pool process died (`reject_on_worker_lost`), b
 one held by a worker whose main process was killed: Redis keeps it unacknowledged until
 the visibility timeout (minutes). So every API process runs this loop; a short Redis lock
 lets one of them sweep at a time. A job is lost when it is `running` on a worker whose
-heartbeat stopped, or still `queued` long after the queues emptied. It is sent again up to
-`max_attempts` times, then failed explicitly (`worker_lost`): never pending forever.
+heartbeat stopped, `running` for longer than the task's hard time limit even on a live worker
+(its result write gave up, or its message was acknowledged without a result), or still
+`queued` long after the queues emptied. It is sent again up to `max_attempts` times, then
+failed explicitly (`worker_lost` or `timed_out`): never pending forever.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from common.jobstate import FINISH, PENDING_KEY, finish_args
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "digits:sweeper-lock"
-_FIELDS = ("status", "started_by", "attempts", "queue", "kind", "n", "meta", "input")
+_FIELDS = ("status", "started_by", "started_at", "attempts", "queue", "kind", "n", "meta", "input")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class SweepPolicy:
     running_grace_s: float = 3.0
     """A `running` job is only judged after this, so a fresh batch is never doubted."""
     worker_stale_s: float = 5.0
+    running_limit_s: float = 28.0
+    """A job `running` this long is lost even if its worker is alive: past the hard time
+    limit (TASK_TIME_LIMIT_S + running_grace_s) no worker can still be working on it."""
     max_attempts: int = 3
 
 
@@ -91,21 +96,31 @@ class Sweeper:
             if status is None or status not in (JobStatus.QUEUED, JobStatus.RUNNING):
                 await self._redis.zrem(PENDING_KEY, job_id)  # expired or already final
                 continue
-            started_by = (record["started_by"] or b"").decode()
-            lost = (
-                status == JobStatus.RUNNING
-                and age > self._policy.running_grace_s
-                and started_by not in live
-            ) or (status == JobStatus.QUEUED and age > self._policy.queued_grace_s and queues_empty)
-            if lost:
-                await self._recover(job_id, record)
+            reason = self._lost(status, age, record, live, queues_empty, now)
+            if reason:
+                await self._recover(job_id, record, reason)
                 handled += 1
         return handled
 
-    async def _recover(self, job_id: str, record: dict) -> None:
+    def _lost(
+        self, status: str, age: float, record: dict, live: set[str], queues_empty: bool, now: float
+    ) -> str | None:
+        """Why this unfinished job is lost (the failure code if it is given up), or None."""
+        policy = self._policy
+        if status == JobStatus.QUEUED:
+            return "worker_lost" if age > policy.queued_grace_s and queues_empty else None
+        if age <= policy.running_grace_s:
+            return None
+        if (record["started_by"] or b"").decode() not in live:
+            return "worker_lost"
+        # NOTE: `started_at` is the worker's clock; hosts are assumed NTP-synchronised.
+        started_at = float(record["started_at"] or now)
+        return "timed_out" if now - started_at > policy.running_limit_s else None
+
+    async def _recover(self, job_id: str, record: dict, reason: str) -> None:
         attempts = int(record["attempts"] or 1)
         if attempts >= self._policy.max_attempts or record["input"] is None:
-            await self._fail(job_id, record, attempts)
+            await self._fail(job_id, record, attempts, reason)
             return
         spec = JobSpec(
             job_id,
@@ -114,7 +129,7 @@ class Sweeper:
             orjson.loads(record["meta"] or b"{}"),
         )
         if len(record["input"]) != spec.n * IMAGE_BYTES:
-            await self._fail(job_id, record, attempts)
+            await self._fail(job_id, record, attempts, reason)
             return
         images = np.frombuffer(record["input"], np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
         queue = (record["queue"] or QUEUE_BULK.encode()).decode()
@@ -125,20 +140,24 @@ class Sweeper:
         # NOTE: no reply channel: the original request has answered 202 or gone by now.
         await self._dispatcher.send(queue, [NewJob(spec, images, queue)], reply_to=None)
         log.warning(
-            "job re-sent after its worker was lost",
-            extra={"job_id": job_id, "attempt": attempts + 1},
+            "job re-sent: %s",
+            "its worker was lost" if reason == "worker_lost" else "running past the time limit",
+            extra={"job_id": job_id, "attempt": attempts + 1, "reason": reason},
         )
 
-    async def _fail(self, job_id: str, record: dict, attempts: int) -> None:
+    async def _fail(self, job_id: str, record: dict, attempts: int, reason: str) -> None:
+        what = "worker was lost" if reason == "worker_lost" else "run exceeded the time limit"
         body = {
             "id": job_id,
             "status": str(JobStatus.FAILED),
             "kind": (record["kind"] or b"digits").decode(),
             "error": {
-                "code": "worker_lost",
-                "message": f"the job's worker was lost {attempts} times; giving up",
+                "code": reason,
+                "message": f"the job's {what} {attempts} times; giving up",
             },
         }
         args = finish_args("", time.time(), [(job_id, str(JobStatus.FAILED), orjson.dumps(body))])
         await self._finish(keys=[job_key(job_id)], args=args)
-        log.error("job failed after repeated worker loss", extra={"job_id": job_id})
+        log.error(
+            "job failed after %d attempts", attempts, extra={"job_id": job_id, "reason": reason}
+        )

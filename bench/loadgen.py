@@ -34,8 +34,12 @@ class Tally:
     accepted: int = 0
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
+    refusals: list[float] = field(default_factory=list)
+    """Latencies of answered refusals (4xx/5xx): a refusal must be fast too."""
+    ids: list[str] = field(default_factory=list)
+    """Job ids of the 200s and 202s, for a fault run to check that none was lost."""
 
-    def record(self, status: int | str, latency: float) -> None:
+    def record(self, status: int | str, latency: float, job_id: str | None = None) -> None:
         if status == 200:
             self.ok += 1
             self.latencies.append(latency)
@@ -45,6 +49,10 @@ class Tally:
         else:
             self.errors += 1
             self.error_kinds[str(status)] = self.error_kinds.get(str(status), 0) + 1
+            if isinstance(status, int):
+                self.refusals.append(latency)
+        if job_id:
+            self.ids.append(job_id)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies) * 1e3
@@ -70,8 +78,9 @@ async def _post(
     except Exception as exc:  # any failure is an error of its kind: refused, reset, timeout
         tally.record(type(exc).__name__, loop.time() - due)
         return None
-    tally.record(status, loop.time() - due)
-    return orjson.loads(payload) if status in (200, 202) else None
+    answer = orjson.loads(payload) if status in (200, 202) else None
+    tally.record(status, loop.time() - due, answer.get("id") if answer else None)
+    return answer
 
 
 async def open_loop(
@@ -82,10 +91,11 @@ async def open_loop(
     rate: float,
     duration: float,
     stop: asyncio.Event | None = None,
+    tally: Tally | None = None,
 ) -> dict[str, Any]:
     """Send at `rate` req/s for `duration` s (or until `stop`); wait for every answer."""
     loop = asyncio.get_running_loop()
-    tally, tasks, lags = Tally(), [], []
+    tally, tasks, lags = tally or Tally(), [], []
     total = int(rate * duration)
     t0 = loop.time() + 0.05
     for i in range(total):

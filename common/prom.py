@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -60,3 +61,48 @@ def add_bucketed(histogram, counts: list[int], total: float) -> None:
     for bucket, count in zip(histogram._buckets, counts, strict=True):
         if count:
             bucket.inc(count)
+
+
+_LIVE_FILE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
+
+
+def forget_dead_processes(path: str) -> list[int]:
+    """`mark_process_dead` for every process of `path` that died without saying so.
+
+    A process killed with SIGKILL (a pool process, a uvicorn worker) leaves its `live*` gauge
+    files behind, and they are summed in forever: a dead worker still "up", a dead API
+    process's request still "in flight". Called before each scrape; returns the pids dropped.
+    """
+    from prometheus_client import multiprocess
+
+    dead = []
+    for name in os.listdir(path):
+        match = _LIVE_FILE.match(name)
+        if match and not _alive(int(match.group(1))):
+            multiprocess.mark_process_dead(int(match.group(1)), path)
+            dead.append(int(match.group(1)))
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LiveCollector:
+    """The multiprocess sum of `path`, after forgetting the processes that died."""
+
+    def __init__(self, path: str) -> None:
+        from prometheus_client import multiprocess
+
+        self._path = path
+        self._inner = multiprocess.MultiProcessCollector(None, path)
+
+    def collect(self):
+        forget_dead_processes(self._path)
+        return self._inner.collect()

@@ -6,7 +6,7 @@ Each process builds exactly one settings object (`api.config.ApiSettings` or
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,3 +37,17 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     """One JSON object per log line (job ids included), for log shippers."""
+    task_soft_time_limit_s: float = Field(20.0, gt=0.0)
+    """Worker: a message still running after this gets Celery's SoftTimeLimitExceeded; its
+    jobs fail explicitly (`timed_out`). A batch of 256 images takes ~30 ms: only a hang or a
+    result write stuck on Redis gets here."""
+    task_time_limit_s: float = Field(25.0, gt=0.0)
+    """Worker: hard limit, Celery kills the pool process. API: the sweeper re-sends a job
+    still `running` this long (+ its 3 s running grace), even on a live worker, so no job
+    stays `running` beyond ≈ this + 5 s whatever happened to its message."""
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> ServiceSettings:
+        if self.task_soft_time_limit_s >= self.task_time_limit_s:
+            raise ValueError("TASK_SOFT_TIME_LIMIT_S must be below TASK_TIME_LIMIT_S")
+        return self

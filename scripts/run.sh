@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # `make run`: the whole service on this machine: Redis (reused or started), workers, API, Flower.
-# Ctrl-C stops everything this script started.
+# Every process it starts is supervised: one that exits (crash, OOM kill, kill -9) is restarted
+# after a back-off (1 s, doubling to RESTART_MAX_DELAY_S, back to 1 s once it stayed up 60 s),
+# and each restart is logged here and in the service's log. Ctrl-C or SIGTERM stops everything.
+#
+# Knobs (environment): REDIS_URL, REDIS_MAXMEMORY, API_PORT, FLOWER_PORT, FLOWER_USER,
+# FLOWER_PASSWORD, RUN_DIR (logs, Redis data, metrics files; default var/),
+# RESTART_MAX_DELAY_S, and every service setting (README, Configuration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+RUN_DIR="${RUN_DIR:-$PWD/var}"
+LOG="$RUN_DIR/log"
+RESTART_MAX_DELAY_S="${RESTART_MAX_DELAY_S:-30}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export API_PORT="${API_PORT:-8000}"
 export FLOWER_PORT="${FLOWER_PORT:-5555}"
@@ -12,12 +21,52 @@ if [ -z "${FLOWER_PASSWORD:-}" ]; then
   FLOWER_PASSWORD="$($BIN/python -c 'import secrets; print(secrets.token_urlsafe(12))')"
   export FLOWER_PASSWORD
 fi
-export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
-rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR" var/log
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/prometheus}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR" "$LOG"
+
+say() { echo "run.sh $(date +%H:%M:%S): $*"; }
+
+# supervise NAME LOGFILE COMMAND...: run COMMAND in a session of its own (Ctrl-C reaches only
+# this script, which stops each service with SIGTERM: uvicorn drains, Celery shuts down warm)
+# and start it again whenever it exits. What is left of its process group (pool processes of
+# a killed worker, uvicorn children of a killed API) is killed before the restart.
+supervise() {
+  local name=$1 log=$2
+  shift 2
+  local child="" delay=1 restarts=0 started status
+  stop_service() {
+    trap '' INT TERM
+    if [ -n "$child" ]; then
+      kill -TERM "$child" 2>/dev/null || true
+      wait "$child" 2>/dev/null || true
+      kill -KILL -- "-$child" 2>/dev/null || true
+    fi
+    exit 0
+  }
+  trap stop_service INT TERM
+  while true; do
+    started=$SECONDS
+    setsid "$@" >>"$log" 2>&1 &
+    child=$!
+    status=0
+    wait "$child" || status=$?
+    kill -KILL -- "-$child" 2>/dev/null || true
+    if ((SECONDS - started >= 60)); then delay=1; fi
+    restarts=$((restarts + 1))
+    say "$name exited (status $status) after $((SECONDS - started)) s; restart $restarts in $delay s" |
+      tee -a "$log"
+    sleep "$delay" &
+    child=$!
+    wait "$child" || true
+    child=""
+    delay=$((delay * 2 > RESTART_MAX_DELAY_S ? RESTART_MAX_DELAY_S : delay * 2))
+  done
+}
 
 pids=()
 cleanup() {
-  trap - INT TERM EXIT
+  trap '' INT TERM
+  trap - EXIT
   echo "stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -31,24 +80,25 @@ if redis_up; then
 else
   command -v redis-server >/dev/null || scripts/ensure-tools.sh redis-server
   port=$($BIN/python -c "from urllib.parse import urlparse; print(urlparse('$REDIS_URL').port or 6379)")
-  echo "no Redis at $REDIS_URL: starting redis-server on port $port (data in var/redis)"
-  mkdir -p var/redis
+  echo "no Redis at $REDIS_URL: starting redis-server on port $port (data in $RUN_DIR/redis)"
+  mkdir -p "$RUN_DIR/redis"
   # A memory cap, as in compose: at the cap new work is refused (503 store_full), queued
   # and running jobs still finish, nothing is evicted (docs/DESIGN.md, "Redis memory").
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/var/redis" --appendonly yes \
-    --appendfsync everysec --save "" --maxmemory "${REDIS_MAXMEMORY:-1gb}" \
-    --maxmemory-policy noeviction >var/log/redis.log 2>&1 &
+  # AOF: a restarted redis-server (supervised too) comes back with its queues and jobs.
+  supervise redis "$LOG/redis.log" redis-server --port "$port" --bind 127.0.0.1 \
+    --dir "$RUN_DIR/redis" --appendonly yes --appendfsync everysec --save "" \
+    --maxmemory "${REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction &
   pids+=($!)
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
-  redis_up || { echo "redis-server did not start; see var/log/redis.log"; exit 1; }
+  redis_up || { echo "redis-server did not start; see $LOG/redis.log"; exit 1; }
 fi
 
-$BIN/python -m workers >var/log/worker.log 2>&1 &
+supervise worker "$LOG/worker.log" $BIN/python -m workers &
 pids+=($!)
-$BIN/python -m api >var/log/api.log 2>&1 &
+supervise api "$LOG/api.log" $BIN/python -m api &
 pids+=($!)
-$BIN/celery -A workers.app:celery_app flower --port="$FLOWER_PORT" --address=127.0.0.1 \
-  --basic-auth="$FLOWER_USER:$FLOWER_PASSWORD" >var/log/flower.log 2>&1 &
+supervise flower "$LOG/flower.log" $BIN/celery -A workers.app:celery_app flower \
+  --port="$FLOWER_PORT" --address=127.0.0.1 --basic-auth="$FLOWER_USER:$FLOWER_PASSWORD" &
 pids+=($!)
 
 for _ in $(seq 100); do
@@ -60,12 +110,11 @@ cat <<INFO
   API        http://127.0.0.1:$API_PORT        (docs: /docs, ready: /readyz, metrics: /metrics)
   Dashboard  http://127.0.0.1:$API_PORT/dashboard
   Flower     http://127.0.0.1:$FLOWER_PORT     (user $FLOWER_USER, password $FLOWER_PASSWORD)
-  Logs       var/log/{api,worker,flower}.log
+  Logs       $LOG/{api,worker,flower,redis}.log
 
   Try: curl -F file=@tests/data/digit7.png http://127.0.0.1:$API_PORT/v1/predict
-  Ctrl-C stops everything.
+  A service that exits is restarted (logged here). Ctrl-C stops everything.
 INFO
-curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 || echo "  (not ready yet: see var/log/worker.log)"
-status=0
-wait -n "${pids[@]}" || status=$?
-echo "a service exited (status $status); stopping the others. See var/log/."
+curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 || echo "  (not ready yet: see $LOG/worker.log)"
+# Until Ctrl-C or SIGTERM: the supervisors never return on their own.
+wait || true

@@ -26,6 +26,10 @@ def create_celery(settings: WorkerSettings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # No message runs forever: the soft limit fails its jobs (`timed_out`), the hard one
+        # kills the pool process; a job left `running` either way is re-sent by the sweeper.
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_time_limit_s,
         # NOTE: task events cost ~26 % of worker CPU per message (profiled); Flower turns
         # them on at runtime when it starts, so they are only paid while someone watches.
         worker_send_task_events=False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from common.settings import ServiceSettings
 
@@ -24,3 +24,15 @@ class WorkerSettings(ServiceSettings):
     """Warm shutdown: pool processes still alive this long after SIGTERM are stopped."""
     visibility_timeout_s: int = Field(300, ge=10)
     """Redis transport: an unacknowledged message is redelivered after this (worker host lost)."""
+    result_write_retry_s: float = Field(15.0, gt=0.0)
+    """A result write failing on a Redis connection error is retried this long (a Redis
+    restart must not drop a computed answer); then the task fails and the job is left to the
+    API's sweeper (re-sent after TASK_TIME_LIMIT_S). Must end before the soft time limit."""
+    worker_redis_timeout_s: float = Field(10.0, gt=0.0)
+    """Worker: read timeout of its own Redis client (results, heartbeat, metrics)."""
+
+    @model_validator(mode="after")
+    def _retry_within_limit(self) -> WorkerSettings:
+        if self.result_write_retry_s >= self.task_soft_time_limit_s:
+            raise ValueError("RESULT_WRITE_RETRY_S must be below TASK_SOFT_TIME_LIMIT_S")
+        return self

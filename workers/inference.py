@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 
 from common.contract import JobKind, JobSpec, JobStatus, PredictMessage, decode_images, job_key
 from common.decoding import PostcodeDirectory
@@ -137,7 +138,10 @@ class BatchRunner:
             probabilities = self._predict(images)
         except Exception as exc:  # the whole batch failed: every job says so explicitly
             log.exception("batch failed", extra={"job_ids": ids})
-            outcomes = [self._failed(job, "inference_failed", str(exc)) for job in message.jobs]
+            timed_out = isinstance(exc, SoftTimeLimitExceeded)
+            code = "timed_out" if timed_out else "inference_failed"
+            text = "the batch ran past TASK_SOFT_TIME_LIMIT_S" if timed_out else str(exc)
+            outcomes = [self._failed(job, code, text) for job in message.jobs]
             return BatchStats(0, 0.0, queue_wait, self.writer.finish(outcomes, message.reply_to))
         model_seconds = time.perf_counter() - started
         outcomes, reviews, offset = [], [], 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 
@@ -25,7 +24,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from common.prom import add_bucketed, use_multiprocess_dir
+from common.prom import LiveCollector, add_bucketed, use_multiprocess_dir
 from common.rollup import (
     BATCH_BUCKETS,
     CONFIDENCE_BINS,
@@ -254,40 +253,12 @@ def process_stopping() -> None:
         multiprocess.mark_process_dead(os.getpid(), MULTIPROC_DIR)
 
 
-class _LiveCollector:
-    """Sums every process's files; first forgets pool processes that died without saying so
-    (killed children leave `livesum` files behind, which would keep a dead worker "up")."""
-
-    _LIVE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._inner = multiprocess.MultiProcessCollector(None, path)
-
-    def collect(self):
-        for name in os.listdir(self._path):
-            match = self._LIVE.match(name)
-            if match and not _alive(int(match.group(1))):
-                multiprocess.mark_process_dead(int(match.group(1)), self._path)
-        return self._inner.collect()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def serve(port: int, host: str = "0.0.0.0") -> None:
     """In the Celery main process: serve all pool processes' metrics (port 0: disabled)."""
     if not port or not MULTIPROC_DIR:
         return
     registry = CollectorRegistry()
-    registry.register(_LiveCollector(MULTIPROC_DIR))
+    registry.register(LiveCollector(MULTIPROC_DIR))
     try:
         start_http_server(port, host, registry)
     except OSError as exc:  # a busy port must not stop the worker from working

@@ -83,8 +83,9 @@ class ResultWriter:
     def finish(self, outcomes: Sequence[Outcome], reply_to: str | None) -> WriteReport:
         """Store every outcome; notify the waiting API process, if any, in one message.
 
-        NOTE: retried for a while on connection errors: a result computed while Redis
+        NOTE: retried for `retry_for_s` on connection errors: a result computed while Redis
         restarts must not be dropped (the message is acknowledged only after this returns).
+        After that it raises; the jobs are recovered by the sweeper, not by this process.
         """
         keys = [job_key(o.job_id) for o in outcomes]
         triples = [(o.job_id, o.status, orjson.dumps(o.body)) for o in outcomes]
@@ -99,6 +100,12 @@ class ResultWriter:
                 return WriteReport(int(written), int(duplicates))
             except (redis.ConnectionError, redis.TimeoutError):
                 if time.monotonic() > deadline:
+                    # The task fails and Celery acknowledges it: the jobs stay `running`
+                    # until the API's sweeper re-sends them (TASK_TIME_LIMIT_S), never longer.
+                    log.error(
+                        "result write gave up; the sweeper will re-send the jobs",
+                        extra={"job_ids": [o.job_id for o in outcomes]},
+                    )
                     raise
                 log.warning("redis unavailable while writing results; retrying")
                 time.sleep(delay)

@@ -47,14 +47,19 @@ def load_model(**_: object) -> None:
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=2.0,
-        socket_timeout=10.0,
+        socket_timeout=settings.worker_redis_timeout_s,
         health_check_interval=30,
     )
     directory = load_directory(settings.postcode_directory)
     name = f"{socket.gethostname()}:{os.getpid()}"
     _state.runner = BatchRunner(
         model,
-        ResultWriter(client, name, review_ttl_s=settings.result_ttl_s),
+        ResultWriter(
+            client,
+            name,
+            retry_for_s=settings.result_write_retry_s,
+            review_ttl_s=settings.result_ttl_s,
+        ),
         max_batch_size=settings.max_batch_size,
         review_threshold=settings.review_threshold,
         postcode_review_threshold=settings.postcode_review_threshold,

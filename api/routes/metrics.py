@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -15,6 +16,7 @@ from api.errors import json_response
 from api.metrics import apply_pending, multiprocess_dir
 from api.queue_stats import QueueState
 from api.slo import WINDOWS, summarize, timeline, windows_of
+from common.prom import LiveCollector
 
 router = APIRouter(tags=["observability"])
 
@@ -46,10 +48,9 @@ def _exposition(states: dict[str, QueueState]) -> bytes:
     queues.register(_QueueCollector(states))
     if not multiprocess_dir():
         return generate_latest(REGISTRY) + generate_latest(queues)
-    from prometheus_client import multiprocess
-
+    # A uvicorn worker killed outright leaves its in-flight gauge at its last value: dropped.
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, multiprocess_dir())
+    registry.register(LiveCollector(multiprocess_dir()))
     return generate_latest(registry) + generate_latest(queues)
 
 
@@ -70,12 +71,19 @@ async def metrics(request: Request) -> Response:
 async def slo(request: Request) -> Response:
     """SLO windows (5 min, 1 h, 24 h), queues, live workers and prediction drift, as JSON."""
     obs = request.app.state.observability
-    settings = request.app.state.settings
+    try:
+        return json_response(await _slo_body(obs, request.app.state.settings))
+    except (RedisError, OSError) as exc:  # stalled or down: say so now, do not wait on it
+        body = {"error": {"code": "redis_unavailable", "message": f"SLO counts unknown: {exc}"}}
+        return json_response(body, 503, {"Retry-After": "1"})
+
+
+async def _slo_body(obs, settings) -> dict:
     now = time.time()
     counts = await obs.read_counts(now)
     windows = windows_of(counts)
     reference = obs.reference
-    body = {
+    return {
         "generated_at": round(now, 3),
         "objectives": {
             "availability": obs.objectives.availability,
@@ -95,4 +103,3 @@ async def slo(request: Request) -> Response:
         },
         "timeline": timeline(counts.minutes, now),
     }
-    return json_response(body)

@@ -69,3 +69,21 @@ def test_sync_requests_with_no_worker_are_refused_at_once(make_stack, digits):
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "no_workers"
     assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_observability_endpoints_answer_fast_with_redis_stalled(make_stack):
+    stack = make_stack()
+    stack.add_worker()
+    with stack.http() as http:
+        assert http.get("/v1/slo").status_code == 200
+        stack.redis.process.signal(signal.SIGSTOP)
+        try:
+            for path, ok in (("/v1/slo", 503), ("/metrics", 200), ("/readyz", 503)):
+                started = time.monotonic()
+                response = http.get(path)
+                elapsed = time.monotonic() - started
+                assert response.status_code == ok, (path, response.text)
+                assert elapsed < 1.0, (path, elapsed)  # the old 5 s timeout: 2.55 s measured
+        finally:
+            stack.redis.process.signal(signal.SIGCONT)
+        wait_until(lambda: http.get("/v1/slo").status_code == 200, 10, "/v1/slo back")

@@ -1,0 +1,148 @@
+"""`make run` supervises: a worker, API or Flower killed with SIGKILL comes back by itself, a
+dead API process's in-flight gauge is dropped, and SIGTERM still stops everything."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness import LOG_DIR, ROOT, ManagedProcess, free_port, wait_until
+from tests.reliability.conftest import batch_body
+from workers.shutdown import process_table
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@dataclass
+class RunSh:
+    process: ManagedProcess
+    url: str
+    flower_url: str
+    run_dir: Path
+
+    def leader(self, command: str) -> int | None:
+        """The live service run.sh started whose command line contains `command`."""
+        mine = self.descendants()
+        for pid, _, group in process_table():
+            if pid == group and pid in mine and command in cmdline(pid):
+                return pid
+        return None
+
+    def descendants(self) -> set[int]:
+        table = process_table()
+        found, frontier = set(), {self.process.pid}
+        while frontier:
+            frontier = {pid for pid, ppid, _ in table if ppid in frontier} - found
+            found |= frontier
+        # services run in sessions of their own, but are still run.sh's descendants
+        return found
+
+    def in_flight(self) -> float:
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        match = re.search(r"^digits_http_requests_in_flight (\S+)$", text, re.M)
+        return float(match.group(1)) if match else -1.0
+
+
+@pytest.fixture()
+def run_sh() -> Iterator[RunSh]:
+    port, flower = free_port(), free_port()
+    run_dir = LOG_DIR.parent / f"run-sh-{port}"
+    env = {
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # none there: run.sh starts its own
+        "REDIS_MAXMEMORY": "256mb",
+        "API_PORT": str(port),
+        "API_WORKERS": "2",
+        "FLOWER_PORT": str(flower),
+        "WORKER_METRICS_PORT": str(free_port()),
+        "WORKER_CONCURRENCY": "1",
+        "HEARTBEAT_INTERVAL_S": "0.5",
+        "SYNC_WAIT_MAX_S": "30",
+        "RUN_DIR": str(run_dir),
+        "RESTART_MAX_DELAY_S": "2",
+    }
+    process = ManagedProcess(f"run-sh-{port}", [str(ROOT / "scripts" / "run.sh")], env)
+    stack = RunSh(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{flower}", run_dir)
+    try:
+        wait_until(lambda: ready(stack.url), 180, "run.sh's service to be ready", 0.5)
+        yield stack
+    finally:
+        left = stack.descendants()
+        process.stop(timeout=40)
+        for pid in left:  # nothing may outlive a failed test either
+            if cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def ready(url: str) -> bool:
+    return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+
+
+def answers(url: str, body: dict) -> bool:
+    return httpx.post(f"{url}/v1/predict", json=body, timeout=10).status_code == 200
+
+
+def test_run_sh_restarts_killed_services_and_stops_cleanly_on_sigterm(run_sh, digits):
+    body = batch_body(digits[0][:1])
+    assert answers(run_sh.url, body)
+
+    # A worker's main process killed outright: its pool goes with its group, a new one starts.
+    worker = run_sh.leader("-m workers")
+    os.kill(worker, signal.SIGKILL)
+    wait_until(lambda: (w := run_sh.leader("-m workers")) and w != worker, 30, "a new worker")
+    wait_until(lambda: answers(run_sh.url, body), 120, "answers after the worker kill", 0.5)
+
+    # A uvicorn process killed mid-request: its "in flight" must not stay counted forever.
+    api = run_sh.leader("-m api")
+    uvicorn = [pid for pid, ppid, _ in process_table() if ppid == api and "spawn" in cmdline(pid)]
+    new_worker = run_sh.leader("-m workers")
+    os.killpg(new_worker, signal.SIGSTOP)  # requests now wait inside the API
+    try:
+        stuck = threading.Thread(target=lambda: _ignore_errors(run_sh.url, body), daemon=True)
+        stuck.start()
+        # the waiting request plus the scrape itself
+        wait_until(lambda: run_sh.in_flight() >= 2, 20, "a request in flight", 0.2)
+        for pid in uvicorn:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.killpg(new_worker, signal.SIGCONT)
+    wait_until(lambda: run_sh.in_flight() == 1, 60, "the dead process's gauge dropped", 0.5)
+    wait_until(lambda: answers(run_sh.url, body), 60, "answers after the uvicorn kill", 0.5)
+
+    # The API's main process and Flower killed outright: both come back on their ports.
+    flower = run_sh.leader(" flower ")
+    os.kill(api, signal.SIGKILL)
+    os.kill(flower, signal.SIGKILL)
+    wait_until(lambda: answers(run_sh.url, body), 120, "answers after the API kill", 0.5)
+    wait_until(
+        lambda: httpx.get(run_sh.flower_url, timeout=2).status_code == 401, 120, "Flower back"
+    )
+    log = run_sh.process.log_path.read_text(errors="replace")
+    for name in ("worker", "api", "flower"):
+        assert re.search(rf"{name} exited \(status 137\).*restart", log), log[-2000:]
+
+    # SIGTERM: every service stops (gracefully), nothing is left behind.
+    services = run_sh.descendants()
+    run_sh.process.terminate()
+    assert run_sh.process.proc.wait(60) == 0, run_sh.process.log_tail()
+    wait_until(lambda: not any(cmdline(pid) for pid in services), 30, "every service stopped")
+
+
+def _ignore_errors(url: str, body: dict) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # its process is killed under it
+        httpx.post(f"{url}/v1/predict", json=body, timeout=60)
