@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common import registry
+from training.model import ARCHITECTURES
+from training.synthetic import SyntheticConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +45,31 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="scan-robustness augmentation: rotation, scale, shear, shift, stroke width",
+    )
+    train.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default="wide",
+        help="wide: the production successor; notebook: the reference CNN (training/model.py)",
+    )
+    train.add_argument(
+        "--synthetic-mnist",
+        type=int,
+        default=SyntheticConfig.mnist_scans,
+        help="re-captured MNIST training digits added (training/synthetic.py)",
+    )
+    train.add_argument(
+        "--synthetic-fonts",
+        type=int,
+        default=SyntheticConfig.font_digits,
+        help="digits drawn from the training fonts added",
+    )
+    train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument(
+        "--robustness",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score the robustness sets (needs the held-out fonts) for the card and the gate",
     )
     train.add_argument(
         "--data", type=Path, default=None, help="an mnist.npz (default: $MNIST_NPZ, caches, PyPI)"
@@ -102,6 +129,12 @@ def _list(models_dir: Path, name: str) -> int:
 def _train(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
+    wants_synthetic = args.synthetic_mnist or args.synthetic_fonts
+    synthetic = (
+        SyntheticConfig(args.synthetic_mnist, args.synthetic_fonts, args.seed)
+        if wants_synthetic
+        else None
+    )
     result = train(
         TrainConfig(
             name=args.name,
@@ -110,6 +143,10 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed,
             limit=args.limit,
             augment=args.augment,
+            architecture=args.architecture,
+            synthetic=synthetic,
+            label_smoothing=args.label_smoothing,
+            robustness=args.robustness,
             models_dir=args.models_dir,
             data_path=args.data,
         )

@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from common import registry
+from common.decoding import calibrate
 from training import metrics
-from training.data import MnistData, file_sha256, load_mnist
+from training.data import MnistData, default_cache_dir, file_sha256, load_mnist
+from training.synthetic import SyntheticConfig
 
 VALIDATION_SPLIT = 0.1
 
@@ -32,6 +34,12 @@ class TrainConfig:
     limit: int | None = None
     """Train on the first `limit` training images only (smoke runs); the test set stays whole."""
     augment: bool = True
+    architecture: str = "wide"
+    synthetic: SyntheticConfig | None = field(default_factory=SyntheticConfig)
+    """Real-mail styles added to MNIST (`training.synthetic`); None: MNIST only."""
+    label_smoothing: float = 0.0
+    robustness: bool = True
+    """Score the robustness sets (and production on them) for the card and the gate."""
     models_dir: Path = field(default_factory=registry.default_models_dir)
     data_path: Path | None = None
     verbose: int | None = None
@@ -82,16 +90,47 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def _datasets(data: MnistData, config: TrainConfig) -> tuple[Any, Any, int, int]:
-    import tensorflow as tf
+@dataclass(frozen=True)
+class Splits:
+    x_fit: np.ndarray
+    y_fit: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_cal: np.ndarray
+    """Calibration examples: MNIST validation digits plus synthetic captures of them."""
+    y_cal: np.ndarray
+    n_synthetic: int
 
-    from training.augment import AugmentConfig, augment_batch
+
+def _splits(data: MnistData, config: TrainConfig) -> Splits:
+    from training.synthetic import cached_build
 
     x = data.x_train[: config.limit] if config.limit else data.x_train
     y = data.y_train[: config.limit] if config.limit else data.y_train
     # like Keras' validation_split: the last 10 % of the (unshuffled) training set
     n_val = int(len(x) * VALIDATION_SPLIT)
     x_fit, y_fit, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    x_cal, y_cal, n_synthetic = x_val, y_val, 0
+    if config.synthetic is not None:
+        cache = default_cache_dir()
+        xs, ys = cached_build(config.synthetic, x_fit, y_fit, cache)
+        x_fit, y_fit = np.concatenate([x_fit, xs]), np.concatenate([y_fit, ys])
+        n_synthetic = len(xs)
+        share = max(1, len(xs) // 10)
+        held = SyntheticConfig(
+            mnist_scans=min(share, 4 * n_val), font_digits=0, seed=config.synthetic.seed + 1
+        )
+        xh, yh = cached_build(held, x_val, y_val, cache)
+        x_cal, y_cal = np.concatenate([x_val, xh]), np.concatenate([y_val, yh])
+    return Splits(x_fit, y_fit, x_val, y_val, x_cal, y_cal, n_synthetic)
+
+
+def _datasets(splits: Splits, config: TrainConfig) -> tuple[Any, Any]:
+    import tensorflow as tf
+
+    from training.augment import AugmentConfig, augment_batch
+
+    x_fit, y_fit, x_val, y_val = splits.x_fit, splits.y_fit, splits.x_val, splits.y_val
 
     def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return to_model_input(images), np.eye(10, dtype=np.float32)[labels]
@@ -104,12 +143,34 @@ def _datasets(data: MnistData, config: TrainConfig) -> tuple[Any, Any, int, int]
         fit = fit.map(lambda img, lab: (augment_batch(img, aug), lab))
     fit = fit.prefetch(2)
     val = tf.data.Dataset.from_tensor_slices(tensors(x_val, y_val)).batch(512)
-    return fit, val, len(x_fit), n_val
+    return fit, val
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
     """(N, 28, 28) uint8 -> (N, 28, 28, 1) float32 in [0, 1]: the model's input contract."""
     return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def _robustness(onnx_path: Path, config: TrainConfig) -> dict[str, Any]:
+    """This model's and production's accuracy on the robustness test sets, side by side."""
+    from training import robustness
+
+    sets = robustness.sets_dir(default_cache_dir(), "test")
+    models = {"candidate": onnx_path}
+    try:
+        current = registry.resolve(config.models_dir, config.name, registry.PRODUCTION)
+        models["production"] = current / "model.onnx"
+    except registry.RegistryError:
+        current = None
+    scores = robustness.evaluate_models(sets, models)
+    return {
+        "sets": scores["candidate"],
+        "split": "test",
+        "generator": sets.name,
+        "production": (
+            {"version": int(current.name), "sets": scores["production"]} if current else None
+        ),
+    }
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -119,12 +180,18 @@ def train(config: TrainConfig) -> TrainResult:
 
     from training import export, model_card
     from training.augment import AugmentConfig
-    from training.model import build_model
+    from training.calibration import expected_calibration_error, fit_temperature
+    from training.model import build_model, multiply_adds
 
     data = load_mnist(config.data_path)
     print(f"data: {data.source}", flush=True)
-    fit_ds, val_ds, n_fit, n_val = _datasets(data, config)
-    model = build_model()
+    splits = _splits(data, config)
+    n_fit, n_val = len(splits.x_fit), len(splits.x_val)
+    print(f"training on {n_fit} images ({splits.n_synthetic} synthetic)", flush=True)
+    fit_ds, val_ds = _datasets(splits, config)
+    steps = config.epochs * int(np.ceil(n_fit / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=max(steps, 1), alpha=0.05)
+    model = build_model(config.architecture, config.label_smoothing, schedule)
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     started = time.perf_counter()
     history = model.fit(
@@ -143,12 +210,31 @@ def train(config: TrainConfig) -> TrainResult:
         keras_eval = metrics.evaluate(p_keras, data.y_test)
         evaluation = metrics.evaluate(p_onnx, data.y_test)
         evaluation["evaluated_with"] = "onnxruntime on model.onnx"
+        x_cal, y_cal, cal_source = splits.x_cal, splits.y_cal, "MNIST validation + synthetic"
+        if config.robustness:
+            from training.robustness import dev_digits
+
+            x_dev, y_dev = dev_digits(default_cache_dir())
+            x_cal, y_cal = np.concatenate([x_cal, x_dev]), np.concatenate([y_cal, y_dev])
+            cal_source += " + robustness dev split"
+        p_cal = export.onnx_predict(onnx_path, to_model_input(x_cal))
+        temperature = fit_temperature(p_cal, y_cal)
+        calibration = {
+            "method": "temperature",
+            "temperature": temperature,
+            "fitted_on": f"{len(y_cal)} held-out images ({cal_source})",
+            "ece_before": expected_calibration_error(p_cal, y_cal),
+            "ece_after": expected_calibration_error(calibrate(p_cal, temperature), y_cal),
+        }
+        robustness = _robustness(onnx_path, config) if config.robustness else None
         metadata: dict[str, Any] = {
             "name": config.name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "architecture": {
+                "name": config.architecture,
                 "layers": [layer.__class__.__name__ for layer in model.layers],
                 "params": int(model.count_params()),
+                "multiply_adds": multiply_adds(model),
             },
             "parameters": {
                 "epochs": config.epochs,
@@ -157,16 +243,19 @@ def train(config: TrainConfig) -> TrainResult:
                 "limit": config.limit,
                 "validation_split": VALIDATION_SPLIT,
                 "optimizer": "adam",
-                "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+                "learning_rate": "cosine decay from 1e-3 to 5e-5",
                 "loss": "categorical_crossentropy",
+                "label_smoothing": config.label_smoothing,
                 "augment": config.augment,
                 "augmentation": AugmentConfig().to_dict() if config.augment else None,
+                "synthetic": config.synthetic.to_dict() if config.synthetic else None,
             },
             "data": {
                 "source": data.source,
                 "sha256": data.sha256,
                 "reference_mnist": data.is_reference_mnist,
                 "train_images": n_fit,
+                "synthetic_images": splits.n_synthetic,
                 "validation_images": n_val,
                 "test_images": len(data.y_test),
             },
@@ -179,6 +268,8 @@ def train(config: TrainConfig) -> TrainResult:
                 },
             },
             "metrics": evaluation,
+            "calibration": calibration,
+            "robustness": robustness,
             "keras_metrics": {
                 "test_accuracy": keras_eval["test_accuracy"],
                 "test_loss": keras_eval["test_loss"],
@@ -187,7 +278,9 @@ def train(config: TrainConfig) -> TrainResult:
                 "max_abs_diff": float(np.abs(p_keras - p_onnx).max()),
                 "argmax_agreement": float((p_keras.argmax(1) == p_onnx.argmax(1)).mean()),
             },
-            "reference": metrics.reference_distributions(p_onnx, data.y_train),
+            "reference": metrics.reference_distributions(
+                calibrate(p_onnx, temperature), data.y_train
+            ),
             "onnx": export.onnx_signature(onnx_path),
             "input_contract": {
                 "dtype": "float32",

@@ -1,4 +1,5 @@
-"""Registry rules: numbering, immutability, alias resolution, listing, promote/refuse/force."""
+"""Registry rules: numbering, immutability, alias resolution, listing, promote/refuse/force,
+and the robustness gate (better than production on every robustness set)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,29 @@ from common import registry
 NAME = "digits"
 
 
-def add_version(models: Path, accuracy: float | None, name: str = NAME) -> int:
+GENERATOR = "robustness-test-abc"
+
+
+def add_version(
+    models: Path,
+    accuracy: float | None,
+    name: str = NAME,
+    robustness: dict | None = None,
+    side_by_side: dict | None = None,
+) -> int:
+    """A version folder; `robustness`: its {set: accuracy}; `side_by_side`: production's
+    scores recorded in the same run ({"version": v, "sets": {...}})."""
     staged = registry.staging_dir(models, name)
     metrics = {} if accuracy is None else {"test_accuracy": accuracy, "test_loss": 0.03}
     (staged / "model.onnx").write_bytes(b"weights")
+    scores = None
+    if robustness is not None:
+        scores = {"sets": robustness, "generator": GENERATOR, "production": side_by_side}
 
     def finalize(version: int) -> None:
         metadata = {"version": version, "created_at": "2026-01-01T00:00:00+00:00"}
-        (staged / "metadata.json").write_text(json.dumps({**metadata, "metrics": metrics}))
+        metadata |= {"metrics": metrics, "robustness": scores}
+        (staged / "metadata.json").write_text(json.dumps(metadata))
 
     return registry.publish(models, name, staged, finalize)
 
@@ -40,8 +56,8 @@ def test_versions_are_numbered_and_listed(tmp_path: Path) -> None:
 
 
 def test_resolve_alias_and_explicit_version(tmp_path: Path) -> None:
-    add_version(tmp_path, 0.991)
-    add_version(tmp_path, 0.992)
+    add_version(tmp_path, 0.993)
+    add_version(tmp_path, 0.994)
     with pytest.raises(registry.VersionNotFoundError, match="no alias 'production'"):
         registry.resolve(tmp_path, NAME)
     registry.promote(tmp_path, NAME, "1")
@@ -54,8 +70,8 @@ def test_resolve_alias_and_explicit_version(tmp_path: Path) -> None:
 
 
 def test_promotion_refuses_below_minimum_unless_forced(tmp_path: Path) -> None:
-    add_version(tmp_path, 0.9899)
-    with pytest.raises(registry.PromotionRefusedError, match=r"below the 99\.0% minimum"):
+    add_version(tmp_path, 0.9919)
+    with pytest.raises(registry.PromotionRefusedError, match=r"below the 99\.2% minimum"):
         registry.promote(tmp_path, NAME, 1)
     assert registry.read_aliases(tmp_path, NAME) == {}
     assert registry.promote(tmp_path, NAME, 1, force=True) == 1
@@ -63,9 +79,11 @@ def test_promotion_refuses_below_minimum_unless_forced(tmp_path: Path) -> None:
 
 
 def test_promotion_refuses_regression_over_limit(tmp_path: Path) -> None:
-    add_version(tmp_path, 0.9950)
-    add_version(tmp_path, 0.9925)  # 0.25 points worse: refused
-    add_version(tmp_path, 0.9935)  # 0.15 points worse: allowed
+    sets = {"fonts": 0.95}
+    better = {"fonts": 0.97}
+    add_version(tmp_path, 0.9950, robustness=sets)
+    add_version(tmp_path, 0.9925, robustness=better)  # 0.25 points worse: refused
+    add_version(tmp_path, 0.9935, robustness=better)  # 0.15 points worse: allowed
     add_version(tmp_path, None)  # no metrics at all: refused
     registry.promote(tmp_path, NAME, 1)
     with pytest.raises(registry.PromotionRefusedError, match="worse than production version 1"):
@@ -79,8 +97,36 @@ def test_promotion_refuses_regression_over_limit(tmp_path: Path) -> None:
     assert registry.read_aliases(tmp_path, NAME) == {"production": 2}
 
 
+def test_promotion_needs_better_robustness_on_every_set(tmp_path: Path) -> None:
+    add_version(tmp_path, 0.993, robustness={"fonts": 0.95, "codes": 0.80})
+    registry.promote(tmp_path, NAME, 1)
+    add_version(tmp_path, 0.994, robustness={"fonts": 0.99, "codes": 0.80})  # a tie is not better
+    add_version(tmp_path, 0.994)  # never scored
+    add_version(tmp_path, 0.994, robustness={"fonts": 0.99, "codes": 0.93})
+    with pytest.raises(registry.PromotionRefusedError, match=r"codes 80\.00% <= 80\.00%"):
+        registry.promote(tmp_path, NAME, 2)
+    with pytest.raises(registry.PromotionRefusedError, match="no robustness scores"):
+        registry.promote(tmp_path, NAME, 3)
+    assert registry.promote(tmp_path, NAME, 4) == 4
+
+
+def test_robustness_of_production_from_the_side_by_side_run(tmp_path: Path) -> None:
+    add_version(tmp_path, 0.993)  # an old production scored before the robustness sets
+    registry.promote(tmp_path, NAME, 1)
+    add_version(tmp_path, 0.994, robustness={"fonts": 0.97})  # nothing to compare against
+    with pytest.raises(registry.PromotionRefusedError, match="not scored side by side"):
+        registry.promote(tmp_path, NAME, 2)
+    old = {"version": 1, "sets": {"fonts": 0.98}}
+    add_version(tmp_path, 0.994, robustness={"fonts": 0.97}, side_by_side=old)
+    with pytest.raises(registry.PromotionRefusedError, match="not better than production"):
+        registry.promote(tmp_path, NAME, 3)
+    old = {"version": 1, "sets": {"fonts": 0.95}}
+    add_version(tmp_path, 0.994, robustness={"fonts": 0.97}, side_by_side=old)
+    assert registry.promote(tmp_path, NAME, 4) == 4
+
+
 def test_versions_are_immutable(tmp_path: Path) -> None:
-    add_version(tmp_path, 0.991)
+    add_version(tmp_path, 0.993)
     before = {p.name: p.read_bytes() for p in (tmp_path / NAME / "1").iterdir()}
     registry.promote(tmp_path, NAME, 1)
     assert add_version(tmp_path, 0.995) == 2  # a new number, never a rewrite of 1
@@ -119,7 +165,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_list_show_promote(tmp_path: Path) -> None:
-    add_version(tmp_path, 0.9912, name="mnist_cnn")
+    add_version(tmp_path, 0.9932, name="mnist_cnn")
     add_version(tmp_path, 0.95, name="mnist_cnn")
     common = ["--models-dir", str(tmp_path)]
     refused = run_cli("promote", "2", *common)
@@ -128,7 +174,7 @@ def test_cli_list_show_promote(tmp_path: Path) -> None:
     listing = run_cli("list", *common)
     assert listing.returncode == 0
     lines = listing.stdout.splitlines()
-    assert "99.1200%" in lines[1] and lines[1].rstrip().endswith("production")
+    assert "99.3200%" in lines[1] and lines[1].rstrip().endswith("production")
     shown = run_cli("show", "production", *common)
     assert json.loads(shown.stdout)["version"] == 1
     assert run_cli("promote", "2", "--force", *common).returncode == 0

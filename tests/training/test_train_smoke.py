@@ -29,6 +29,8 @@ EXPECTED_METADATA = {
     "reference",
     "onnx",
     "input_contract",
+    "calibration",
+    "robustness",
     "files",
 }
 
@@ -37,6 +39,14 @@ EXPECTED_METADATA = {
 def test_smoke_training_writes_a_complete_version(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "training", "train", "--models-dir", str(tmp_path)]
     command += ["--limit", "2000", "--epochs", "1", "--promote"]
+    command += [
+        "--synthetic-mnist",
+        "300",
+        "--synthetic-fonts",
+        "300",
+        "--architecture",
+        "notebook",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
     # 1 epoch on 2,000 images cannot reach 99 %: the version is written, promotion refused
     assert done.returncode == 3, done.stdout + done.stderr
@@ -57,7 +67,8 @@ def test_smoke_training_writes_a_complete_version(tmp_path: Path) -> None:
     assert metadata["version"] == 1
     assert metadata["architecture"]["params"] == 34_826
     assert metadata["parameters"]["limit"] == 2000
-    assert metadata["data"]["train_images"] == 1800
+    assert metadata["data"]["train_images"] == 1800 + 600
+    assert metadata["data"]["synthetic_images"] == 600
     assert metadata["data"]["validation_images"] == 200
     assert metadata["data"]["test_images"] == 10_000
     assert set(metadata["data"]["sha256"]) == {"x_train", "y_train", "x_test", "y_test"}
@@ -85,6 +96,14 @@ def test_smoke_training_writes_a_complete_version(tmp_path: Path) -> None:
     assert probabilities.shape == (3, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
+    calibration = metadata["calibration"]
+    assert calibration["method"] == "temperature" and calibration["temperature"] > 0
+    assert calibration["ece_after"] <= calibration["ece_before"] + 1e-6
+    robustness = metadata["robustness"]["sets"]
+    assert set(robustness) == {"fonts", "lowres", "codes", "lowres_codes"}
+    assert all(0.0 <= v <= 1.0 for v in robustness.values())
+
     card = (folder / "MODEL_CARD.md").read_text()
     assert "Intended use" in card and "Caveats" in card and "Confusion matrix" in card
     assert f"{m['test_accuracy']:.4%}" in card
+    assert "## Robustness" in card and f"{robustness['fonts']:.2%}" in card
