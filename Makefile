@@ -26,11 +26,18 @@ venv-dev: $(VENV)/.dev-installed
 tools:
 	scripts/ensure-tools.sh
 
+# Flower is opt-in (it turns the workers' task events on): `FLOWER=1 make run`.
 run: venv-serve
-	scripts/run.sh
+	FLOWER=$${FLOWER:-0} scripts/run.sh
 
 test: venv-dev tools
 	$(BIN)/pytest
+
+# The compose stack on a real Docker engine (tests/containers, README: "How the deployment is
+# tested"): finds or starts an engine, SKIPs with the reason only where none can be had.
+.PHONY: test-containers
+test-containers: venv-dev
+	scripts/test-containers.sh
 
 lint: venv-dev
 	$(BIN)/ruff check .

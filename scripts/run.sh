@@ -97,9 +97,16 @@ supervise worker "$LOG/worker.log" $BIN/python -m workers &
 pids+=($!)
 supervise api "$LOG/api.log" $BIN/python -m api &
 pids+=($!)
-supervise flower "$LOG/flower.log" $BIN/celery -A workers.app:celery_app flower \
-  --port="$FLOWER_PORT" --address=127.0.0.1 --basic-auth="$FLOWER_USER:$FLOWER_PASSWORD" &
-pids+=($!)
+# --- Flower switch (issue 12): FLOWER=0 leaves it out (`make run` passes FLOWER=0 unless
+# FLOWER=1 is given); credentials through the environment, never argv (`ps` shows argv).
+flower_line="  Flower     off (FLOWER=1 make run starts it)"
+if [ "${FLOWER:-1}" = 1 ]; then
+  FLOWER_BASIC_AUTH="$FLOWER_USER:$FLOWER_PASSWORD" supervise flower "$LOG/flower.log" \
+    $BIN/celery -A workers.app:celery_app flower --port="$FLOWER_PORT" --address=127.0.0.1 &
+  pids+=($!)
+  flower_line="  Flower     http://127.0.0.1:$FLOWER_PORT     (user $FLOWER_USER, password $FLOWER_PASSWORD)"
+fi
+# --- end Flower switch
 
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && break
@@ -109,7 +116,7 @@ cat <<INFO
 
   API        http://127.0.0.1:$API_PORT        (docs: /docs, ready: /readyz, metrics: /metrics)
   Dashboard  http://127.0.0.1:$API_PORT/dashboard
-  Flower     http://127.0.0.1:$FLOWER_PORT     (user $FLOWER_USER, password $FLOWER_PASSWORD)
+$flower_line
   Logs       $LOG/{api,worker,flower,redis}.log
 
   Try: curl -F file=@tests/data/digit7.png http://127.0.0.1:$API_PORT/v1/predict

@@ -45,11 +45,26 @@ TRAIN_FONTS = {
         "dustismo_italic.ttf",
         "Dustismo_Roman_Italic.ttf",
     ),
+    "fonts-seto": ("setofont.ttf",),
+    "fonts-kiloji": ("kiloji.ttf", "kiloji_b.ttf", "kiloji_p.ttf"),
+    "fonts-aoyagi-kouzan-t": ("AoyagiKouzanT.ttf",),
+    "fonts-aoyagi-soseki": ("aoyagi-soseki.ttf",),
+    "fonts-kouzan-mouhitsu": (
+        "KouzanBrushFontSousyo.ttf",
+        "kouzan-mouhitsu-gyosho.ttf",
+        "kouzan-mouhitsu.ttf",
+    ),
+    "fonts-tlwg-purisa-ttf": ("Purisa.ttf", "Purisa-Oblique.ttf", "Purisa-Bold.ttf"),
+    "fonts-tlwg-sawasdee-ttf": ("Sawasdee-Oblique.ttf",),
+    "fonts-tlwg-umpush-ttf": ("Umpush-LightOblique.ttf",),
+    "fonts-sil-andika": ("Andika-Italic.ttf",),
+    "fonts-cabin": ("Cabin-Italic.otf",),
     "fonts-dejavu-core": ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSans-Oblique.ttf"),
     "fonts-liberation": ("LiberationSans-Italic.ttf", "LiberationSerif-Italic.ttf"),
     "fonts-freefont-ttf": ("FreeSansOblique.ttf", "FreeMono.ttf", "FreeSerifItalic.ttf"),
 }
-"""Handwriting and a few printed faces; printed digits teach shapes MNIST lacks (serif 1s)."""
+"""Handwriting (Latin, and the Latin digits of Japanese and Thai handwriting fonts) and a few
+printed faces; printed digits teach shapes MNIST lacks (serif 1s)."""
 
 HELDOUT_FONTS = {
     "fonts-sjfonts": ("SteveHand.ttf", "Delphine.ttf"),

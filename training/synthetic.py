@@ -141,8 +141,15 @@ def on_paper(rng: Rng, cov: np.ndarray, height: int) -> np.ndarray:
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def _one(rng: Rng, ink: np.ndarray, stroke_px: float) -> np.ndarray:
-    cov, height = capture(rng, style(rng, ink, stroke_px))
+def _one(rng: Rng, ink: np.ndarray, stroke_px: float, attempts: int = 4) -> np.ndarray:
+    """One styled capture; a draw that loses the digit (a hairline eroded away, a scan that
+    rounds to nothing) is drawn again, never kept as a blank with a digit's label."""
+    for _ in range(attempts):
+        cov, height = capture(rng, style(rng, ink, stroke_px))
+        normalised = normalise(on_paper(rng, cov, height))
+        if not normalised.blank:
+            return normalised.image
+    cov, height = capture(rng, _crop(ink))
     return normalise(on_paper(rng, cov, height)).image
 
 
@@ -187,6 +194,7 @@ def cached_build(
     """`build`, kept on disk under a key of the config, this file and the source digits."""
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
     digest.update(Path(__file__).read_bytes())
+    digest.update(json.dumps(TRAIN_FONTS, sort_keys=True).encode())
     digest.update(np.ascontiguousarray(x_train).tobytes())
     path = cache_dir / f"synthetic-{digest.hexdigest()[:16]}.npz"
     if path.is_file():

@@ -9,6 +9,10 @@
 #   DIGITS_SSM_PATH  SSM path holding one SecureString per .env variable, e.g.
 #                    /digits/prod/REDIS_PASSWORD, /digits/prod/API_KEYS, ...
 #   WORKERS          worker containers on this host (one per 2 vCPUs with WORKER_CONCURRENCY=2)
+# Set by deploy/aws/cloudformation.yaml for the Auto Scaling group (empty: one host, local Redis):
+#   DIGITS_REDIS_HOST    ElastiCache primary endpoint: Redis over TLS, the local redis not run
+#   DIGITS_REDIS_SECRET  Secrets Manager secret holding {"token": "<AUTH token>"}
+#   DIGITS_METRICS_ASG   publish Digits/QueueOldestAgeSeconds for this Auto Scaling group
 # The instance profile needs ssm:GetParametersByPath on that path and kms:Decrypt
 # (deploy/aws/iam-policy.json).
 set -euo pipefail
@@ -19,8 +23,18 @@ DIGITS_REF="${DIGITS_REF:-main}"
 DIGITS_SSM_PATH="${DIGITS_SSM_PATH:-/digits/prod}"
 DIGITS_DIR="${DIGITS_DIR:-/opt/digits}"
 WORKERS="${WORKERS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}"
+DIGITS_REDIS_HOST="${DIGITS_REDIS_HOST:-}"
+DIGITS_REDIS_SECRET="${DIGITS_REDIS_SECRET:-}"
+DIGITS_METRICS_ASG="${DIGITS_METRICS_ASG:-}"
 
 log() { printf '%s digits-bootstrap: %s\n' "$(date -u +%FT%TZ)" "$*"; }
+
+region() {
+  curl -fsS -X PUT http://169.254.169.254/latest/api/token \
+      -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
+    | xargs -I{} curl -fsS -H 'X-aws-ec2-metadata-token: {}' \
+      http://169.254.169.254/latest/meta-data/placement/region
+}
 
 install_docker() {
   log "installing Docker Engine and the compose plugin from download.docker.com"
@@ -63,10 +77,7 @@ checkout() {
 write_env() {
   log "writing ${DIGITS_DIR}/.env from SSM ${DIGITS_SSM_PATH}"
   local region env_file
-  region="$(curl -fsS -X PUT http://169.254.169.254/latest/api/token \
-      -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
-    | xargs -I{} curl -fsS -H 'X-aws-ec2-metadata-token: {}' \
-      http://169.254.169.254/latest/meta-data/placement/region)"
+  region="$(region)"
   env_file="${DIGITS_DIR}/.env"
   umask 077
   # Each parameter's last path component is the variable name: /digits/prod/API_KEYS -> API_KEYS.
@@ -76,6 +87,16 @@ write_env() {
     | while IFS=$'\t' read -r name value; do
         printf '%s=%s\n' "${name##*/}" "${value}"
       done > "${env_file}.tmp"
+  if [ -n "${DIGITS_REDIS_HOST}" ]; then
+    # ElastiCache: TLS (rediss://, certificate verified) with the AUTH token. REDIS_PASSWORD is
+    # set too because the base compose file requires it; the local redis is never started.
+    local token
+    token="$(aws secretsmanager get-secret-value --region "${region}" \
+        --secret-id "${DIGITS_REDIS_SECRET}" --query SecretString --output text \
+      | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+    printf 'REDIS_PASSWORD=%s\nREDIS_URL=rediss://:%s@%s:6379/0?ssl_cert_reqs=required\n' \
+      "${token}" "${token}" "${DIGITS_REDIS_HOST}" >> "${env_file}.tmp"
+  fi
   for required in REDIS_PASSWORD API_KEYS FLOWER_USER FLOWER_PASSWORD GRAFANA_ADMIN_PASSWORD; do
     grep -q "^${required}=" "${env_file}.tmp" || { log "missing ${DIGITS_SSM_PATH}/${required}"; exit 1; }
   done
@@ -86,8 +107,37 @@ start_stack() {
   log "building images and starting the stack with ${WORKERS} worker container(s)"
   cd "${DIGITS_DIR}"
   docker compose build --pull
-  docker compose up -d --wait --scale worker="${WORKERS}"
+  if [ -n "${DIGITS_REDIS_HOST}" ]; then
+    docker compose -f docker-compose.yml -f deploy/aws/compose.elasticache.yml \
+      up -d --wait --scale worker="${WORKERS}" api worker nginx
+  else
+    docker compose up -d --wait --scale worker="${WORKERS}"
+  fi
   docker compose ps
+}
+
+publish_queue_age() {
+  # Every minute: the oldest queued job's age (the same for every host: Redis is shared), as
+  # Digits/QueueOldestAgeSeconds; the stack's QueueAgeHigh/Low alarms scale the group on it.
+  [ -n "${DIGITS_METRICS_ASG}" ] || return 0
+  log "publishing queue age to CloudWatch for ${DIGITS_METRICS_ASG}"
+  cat > /usr/local/bin/digits-queue-age <<SCRIPT
+#!/bin/bash
+set -euo pipefail
+key="\$(sed -n 's/^API_KEYS=\\([^,]*\\).*/\\1/p' ${DIGITS_DIR}/.env)"
+age="\$(curl -fsS -m 5 -H "X-API-Key: \${key}" http://127.0.0.1:8000/v1/slo \\
+  | python3 -c 'import json, sys; q = json.load(sys.stdin)["queues"]; print(max(v["oldest_age_s"] for v in q.values()))')"
+aws cloudwatch put-metric-data --region "$(region)" --namespace Digits \\
+  --metric-name QueueOldestAgeSeconds --unit Seconds --value "\${age}" \\
+  --dimensions AutoScalingGroupName="${DIGITS_METRICS_ASG}"
+SCRIPT
+  chmod 0755 /usr/local/bin/digits-queue-age
+  printf '[Unit]\nDescription=digits queue age to CloudWatch\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/digits-queue-age\n' \
+    > /etc/systemd/system/digits-queue-age.service
+  printf '[Unit]\nDescription=every minute\n[Timer]\nOnBootSec=2min\nOnUnitActiveSec=60s\n[Install]\nWantedBy=timers.target\n' \
+    > /etc/systemd/system/digits-queue-age.timer
+  systemctl daemon-reload
+  systemctl enable --now digits-queue-age.timer
 }
 
 install_docker
@@ -95,4 +145,5 @@ install_awscli
 checkout
 write_env
 start_stack
+publish_queue_age
 log "done: http://$(hostname -I | awk '{print $1}'):8000/readyz"

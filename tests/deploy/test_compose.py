@@ -16,6 +16,7 @@ from celery import Celery
 
 from tests.deploy.support import (
     COMPOSE_FILE,
+    ENV_EXAMPLE,
     SECRETS,
     MissingVariable,
     as_argv,
@@ -157,13 +158,50 @@ def test_container_commands_name_modules_that_exist() -> None:
 
 
 def test_flower_uses_the_workers_celery_app_with_basic_auth() -> None:
-    argv = as_argv(compose_resolved()["services"]["flower"]["command"])
+    flower = compose_resolved()["services"]["flower"]
+    argv = as_argv(flower["command"])
     assert argv[:4] == ["celery", "-A", "workers.app:celery_app", "flower"]
     env = read_env_file()
-    assert f"--basic-auth={env['FLOWER_USER']}:{env['FLOWER_PASSWORD']}" in argv
+    # Credentials through the environment (Flower reads FLOWER_<OPTION>), never in argv.
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == (
+        f"{env['FLOWER_USER']}:{env['FLOWER_PASSWORD']}"
+    )
+    assert not any(env["FLOWER_PASSWORD"] in arg or "basic-auth" in arg for arg in argv)
     module, _, attribute = argv[2].partition(":")
     app = getattr(importlib.import_module(module), attribute)
     assert isinstance(app, Celery)
+
+
+def test_flower_and_grafana_are_opt_in_profiles() -> None:
+    """`docker compose up` starts neither: Flower costs worker CPU (task events), and Grafana
+    has no image on an offline engine. `--profile flower` / `--profile grafana` add them."""
+    services = compose_raw()["services"]
+    assert services["flower"]["profiles"] == ["flower"]
+    assert services["grafana"]["profiles"] == ["grafana"]
+    assert [name for name, s in services.items() if "profiles" in s] == ["flower", "grafana"]
+
+
+def test_host_ports_are_configurable_and_loopback_by_default() -> None:
+    services = compose_resolved({**read_env_file(), "HTTP_PORT": "127.0.0.1:18000"})["services"]
+    assert services["nginx"]["ports"] == ["127.0.0.1:18000:80"]
+    for name, variable, port in (
+        ("prometheus", "PROMETHEUS_PORT", 9090),
+        ("flower", "FLOWER_PORT", 5555),
+        ("grafana", "GRAFANA_PORT", 3000),
+    ):
+        assert services[name]["ports"] == [f"127.0.0.1:{port}:{port}"], name
+        moved = compose_resolved({**read_env_file(), variable: "127.0.0.1:1234"})["services"]
+        assert moved[name]["ports"] == [f"127.0.0.1:1234:{port}"], name
+
+
+def test_tmpfs_is_owned_by_the_app_user() -> None:
+    """runc < 1.1.8 ignores tmpfs `mode=` where the image has the directory: uid/gid work."""
+    services = compose_resolved()["services"]
+    for name in ("api", "worker"):
+        (tmpfs,) = services[name]["tmpfs"]
+        options = dict(o.partition("=")[::2] for o in tmpfs.split(":", 1)[1].split(","))
+        assert (options["uid"], options["gid"]) == ("10001", "10001"), name
+        assert "mode" not in options
 
 
 def test_provisioned_files_exist() -> None:
@@ -176,8 +214,11 @@ def test_provisioned_files_exist() -> None:
 
 
 def test_every_compose_variable_is_documented_in_env_example() -> None:
+    """Each `${VAR}` compose reads is in .env.example: set (secrets) or as a commented example."""
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
-    assert used - set(read_env_file()) == set()
+    text = ENV_EXAMPLE.read_text()
+    documented = set(re.findall(r"^#? ?([A-Z_][A-Z0-9_]*)=", text, flags=re.M))
+    assert used - documented == set()
 
 
 def test_multiprocess_metrics_dir_only_where_a_tmpfs_backs_it() -> None:

@@ -249,14 +249,20 @@ def test_redis_runs_with_the_compose_flags_and_its_probe_needs_the_password(
 @pytest.mark.integration
 def test_flower_command_serves_behind_basic_auth(empty_redis: RedisServer) -> None:
     env = read_env_file()
-    argv = as_argv(compose_resolved(env)["services"]["flower"]["command"])
+    flower = compose_resolved(env)["services"]["flower"]
+    argv = as_argv(flower["command"])
     port = free_port()
     argv = [f"--port={port}" if arg == "--port=5555" else arg for arg in argv]
     binary = str(Path(sys.executable).parent / "celery")
     process = ManagedProcess(
         "deploy-flower",
         [binary, *argv[1:], "--address=127.0.0.1"],
-        {"REDIS_URL": empty_redis.url, "PYTHONPATH": str(ROOT)},
+        {
+            "REDIS_URL": empty_redis.url,
+            "PYTHONPATH": str(ROOT),
+            # From the environment, as in compose: the password is not in argv.
+            "FLOWER_BASIC_AUTH": flower["environment"]["FLOWER_BASIC_AUTH"],
+        },
     )
     try:
         url = f"http://127.0.0.1:{port}"
