@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format train bench chaos evaluate venv-serve venv-dev tools clean
+.PHONY: run test lint format train bench chaos evaluate review-budget fonts venv-serve venv-dev tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ $(VENV)/.dev-installed: requirements/*.txt | $(BIN)/python
 venv-serve: $(VENV)/.serve-installed
 venv-dev: $(VENV)/.dev-installed
 
-tools:
-	scripts/ensure-tools.sh
+tools: venv-dev
+	VENV_PYTHON=$(BIN)/python scripts/ensure-tools.sh
 
 # Flower is opt-in (it turns the workers' task events on): `FLOWER=1 make run`.
 run: venv-serve
@@ -47,14 +47,27 @@ format: venv-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-train: venv-dev
+fonts: venv-dev
+	VENV_PYTHON=$(BIN)/python scripts/ensure-tools.sh fonts
+
+train: venv-dev fonts
 	$(BIN)/python -m training train --promote
 
-# Accuracy on realistic images (MNIST *test* digits) through a running service (`make run`).
+# Accuracy through a running service (`make run`): realistic images of MNIST *test* digits,
+# then the robustness sets (held-out handwriting fonts, test split). EVAL=--offline scores
+# the same sets in-process with the workers' own code instead.
 URL ?= http://127.0.0.1:8000
-evaluate: venv-dev
+EVAL ?= --url $(URL)
+evaluate: venv-dev fonts
 	test -f var/eval-test/labels.csv || $(BIN)/python -m evaluation generate --out var/eval-test --split test
-	$(BIN)/python -m evaluation run --sets var/eval-test --url $(URL)
+	test -f var/robust-test/labels.csv || $(BIN)/python -m evaluation robust --out var/robust-test --split test
+	$(BIN)/python -m evaluation run --sets var/eval-test $(EVAL)
+	$(BIN)/python -m evaluation run --sets var/robust-test $(EVAL)
+
+# The review thresholds' trade-off on the robustness *dev* split (README: review budget).
+review-budget: venv-dev fonts
+	test -f var/robust-dev/labels.csv || $(BIN)/python -m evaluation robust --out var/robust-dev --split dev
+	$(BIN)/python -m evaluation review-budget --sets var/robust-dev --plot docs/review-tradeoff.png
 
 bench: venv-dev tools
 	$(BIN)/python -m bench $(BENCH_ARGS)

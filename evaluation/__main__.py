@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from common.settings import ServiceSettings
 from evaluation.generate import generate
 from evaluation.run import (
     OfflineReader,
@@ -50,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--offline", action="store_true", help="in-process, ONNX Runtime")
     run.add_argument("--model", type=Path, help="offline: model.onnx (default: production alias)")
     run.add_argument(
-        "--threshold", type=float, default=float(os.environ.get("REVIEW_THRESHOLD", 0.9))
+        "--threshold",
+        type=float,
+        default=None,
+        help="offline: single-digit review threshold (default: $REVIEW_THRESHOLD)",
     )
     run.add_argument(
         "--postcode-threshold",
@@ -91,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.offline:
         model = args.model or default_model()
+        threshold = args.threshold
+        if threshold is None:
+            threshold = ServiceSettings().review_threshold
         off = OfflineReader(
             model,
-            args.threshold,
+            threshold,
             postcode_threshold=args.postcode_threshold,
             directory=args.directory,
         )
