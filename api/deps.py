@@ -9,7 +9,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.config import ApiSettings
 from api.errors import ApiError
@@ -34,8 +35,27 @@ ServiceDep = Annotated[PredictionService, Depends(get_service)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 
 
-async def require_api_key(request: Request, settings: SettingsDep) -> None:
-    """When API_KEYS is set, /v1/* needs `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+_API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="One of API_KEYS (only when the service is configured with keys).",
+    auto_error=False,
+)
+_BEARER = HTTPBearer(
+    scheme_name="Bearer", description="`Authorization: Bearer <key>`, same keys.", auto_error=False
+)
+
+
+async def require_api_key(
+    request: Request,
+    settings: SettingsDep,
+    # NOTE: declared for the OpenAPI securitySchemes ("Authorize" in /docs); the headers are
+    # read below, so a malformed Authorization header is a 401 of ours, not FastAPI's 403.
+    _key: Annotated[str | None, Security(_API_KEY)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+) -> None:
+    """When API_KEYS is set, /v1/* and /v2/models/* need `Authorization: Bearer <key>` or
+    `X-API-Key: <key>`."""
     keys = settings.api_key_set
     if not keys:
         return

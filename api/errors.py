@@ -1,6 +1,8 @@
 """Domain errors carry their HTTP status; one set of handlers turns them into JSON.
 
-Every error body has the same shape: `{"error": {"code", "message", "index"?}}`.
+Every error body has the same shape: `{"error": {"code", "message", "index"?}}`, except
+under `/v2/`, where the Open Inference Protocol's `{"error": "<message>"}` is answered (same
+status and headers): the routes raise the same errors either way.
 """
 
 from __future__ import annotations
@@ -60,38 +62,50 @@ class ServiceUnavailable(ApiError):
         super().__init__(code, message, headers={"Retry-After": str(retry_after_s)})
 
 
+V2_PREFIX = "/v2"
+
+
+def error_response(
+    request: Request, body: dict[str, Any], status_code: int, headers: dict[str, str] | None
+) -> Response:
+    """`body` is `{"error": {...}}`; an Open Inference Protocol route gets its message alone."""
+    path = request.url.path
+    if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
+        body = {"error": body["error"]["message"]}
+    return json_response(body, status_code, headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> Response:
-        return json_response(exc.body(), exc.status_code, exc.headers)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(request, exc.body(), exc.status_code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()))
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
-        return json_response({"error": {"code": "invalid_request", "message": message}}, 422)
+        body = {"error": {"code": "invalid_request", "message": message}}
+        return error_response(request, body, 422, None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return json_response(
-            {"error": {"code": code, "message": str(exc.detail)}}, exc.status_code, exc.headers
-        )
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return error_response(request, body, exc.status_code, exc.headers)
 
     @app.exception_handler(RedisError)
-    async def _redis_down(_: Request, exc: RedisError) -> Response:
+    async def _redis_down(request: Request, exc: RedisError) -> Response:
         log.warning("redis unavailable: %s", exc)
         if isinstance(exc, OutOfMemoryError):
             # maxmemory reached (noeviction): nothing new is stored until answers expire.
             error = ServiceUnavailable("store_full", "the job store is full; retry later", 5)
         else:
             error = ServiceUnavailable("redis_unavailable", "the job store is unavailable; retry")
-        return json_response(error.body(), error.status_code, error.headers)
+        return error_response(request, error.body(), error.status_code, error.headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Response:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return json_response(
-            {"error": {"code": "internal_error", "message": "unexpected server error"}}, 500
-        )
+        body = {"error": {"code": "internal_error", "message": "unexpected server error"}}
+        return error_response(request, body, 500, None)

@@ -19,7 +19,7 @@ from api.errors import install_error_handlers
 from api.jobs import JobStore
 from api.results import ResultListener
 from api.reviews import ReviewStore
-from api.routes import dashboard, health, metrics, predict, reviews
+from api.routes import dashboard, docs, health, metrics, models, predict, reviews, v2
 from api.service import PredictionService
 from api.sweeper import Sweeper, SweepPolicy
 from common.contract import TASK_PREDICT
@@ -130,13 +130,19 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description="Reads handwritten digits and postal codes. Synchronous answers within 2 s, "
         "or submit a job and poll it.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by api.routes.docs
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(predict.router)
     app.include_router(reviews.router)
+    app.include_router(models.router)
+    app.include_router(v2.router)
+    app.include_router(v2.models)
     app.include_router(metrics.router)
     app.include_router(dashboard.router)
+    docs.install(app)
     observability.install(app)
     return app

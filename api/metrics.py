@@ -51,13 +51,17 @@ SYNC_FALLBACK = Counter(
     "digits_sync_fallback", "Synchronous requests not answered in time: returned a 202 job."
 )
 REJECTIONS = Counter(
-    "digits_rejections", "/v1 requests answered 4xx/5xx, by the error code of the body.", ["reason"]
+    "digits_rejections",
+    "/v1 and /v2/models requests answered 4xx/5xx, by the error code of the body.",
+    ["reason"],
 )
 
 ROLLUP = Rollup()
 """This process's SLO counts, flushed to Redis by `RollupFlusher` (read by `/v1/slo`)."""
 
 UNMATCHED = "unmatched"
+SLO_PREFIXES = ("/v1/", "/v2/models/")
+"""Routes inside the availability/latency SLI: v1 and the Open Inference Protocol's models."""
 SLO_EXCLUDED = frozenset({"/v1/slo"})
 """Routes outside the availability/latency SLI: the dashboard's own polling is not traffic."""
 SYNC_ROUTES = frozenset({"/v1/predict", "/v1/postcodes"})
@@ -156,7 +160,7 @@ def _record(scope: Scope, status: int, seconds: float, error_body: bytes | None)
         counts = _PENDING.latency[template] = [0] * _NO_LATENCY + [0.0]
     counts[bucket] += 1
     counts[_NO_LATENCY] += seconds
-    if not template.startswith("/v1/") or template in SLO_EXCLUDED:
+    if not template.startswith(SLO_PREFIXES) or template in SLO_EXCLUDED:
         return
     counts = {"req": 1, f"lat:{bucket}": 1, f"class:{status_class}": 1}
     if status >= 400:

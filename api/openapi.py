@@ -1,6 +1,13 @@
-"""OpenAPI descriptions of bodies the routes read by hand (raw images, multipart, JSON)."""
+"""OpenAPI descriptions of bodies the routes read by hand (raw images, multipart, JSON), and of
+the error answers every route shares (`api.schemas` holds the models)."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from api.schemas import Accepted, DigitsResult, ErrorResponse, V2Error
 
 _PNG_ONE = (
     "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAX0lEQVR4nGNgGAWDEfAv3Pj/e4mTMNE6Ev/8"
@@ -50,9 +57,41 @@ def image_request_body(max_images: int) -> dict:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def _error(description: str, code: str, message: str) -> dict:
-    example = {"error": {"code": code, "message": message, "index": 0}}
-    return {"description": description, "content": {"application/json": {"example": example}}}
+def _error(description: str, code: str, message: str, model: type = ErrorResponse) -> dict:
+    if model is V2Error:
+        example: dict = {"error": message}
+    else:
+        example = {"error": {"code": code, "message": message, "index": 0}}
+    return {
+        "description": description,
+        "model": model,
+        "content": {"application/json": {"example": example}},
+    }
+
+
+_ERRORS = {
+    400: ("Malformed body", "undecodable", "image could not be decoded"),
+    401: ("Missing or wrong API key (when API_KEYS is set)", "unauthorized", "..."),
+    404: ("Unknown job, review, model or version", "not_found", "..."),
+    413: ("Too many images or too large a body/image", "too_many_images", "..."),
+    415: ("Unsupported content type or image format", "unsupported_format", "..."),
+    422: ("Invalid image or parameters", "bad_array", "..."),
+    500: ("Our own fault: inference failed or an unexpected error", "inference_failed", "..."),
+    503: ("Redis or the workers cannot take the work; see Retry-After", "queue_unavailable", ""),
+    504: ("No answer within the 2 s contract (the work is not answered late)", "deadline", ""),
+}
+
+
+def error_responses(statuses: dict[int, str] | list[int], model: type = ErrorResponse) -> dict:
+    """OpenAPI responses for these error statuses (a description each, or the default one),
+    plus `default`: whatever else goes wrong answers the same error schema."""
+    described = statuses if isinstance(statuses, dict) else dict.fromkeys(statuses, "")
+    responses: dict = {
+        status: _error(text or _ERRORS[status][0], *_ERRORS[status][1:], model=model)
+        for status, text in described.items()
+    }
+    responses["default"] = _error("Any other error", "http_error", "...", model=model)
+    return responses
 
 
 PREDICTION_EXAMPLE = {
@@ -76,25 +115,45 @@ ACCEPTED_EXAMPLE = {
     "status_url": "/v1/jobs/5f0c6a0e2b7d4a7e9a3f3c1d2e4b5a69",
 }
 
-ERROR_RESPONSES = {
-    400: _error("Malformed body", "undecodable", "image could not be decoded"),
-    401: _error("Missing or wrong API key (when API_KEYS is set)", "unauthorized", "..."),
-    413: _error("Too many images or too large a body/image", "too_many_images", "..."),
-    415: _error("Unsupported content type or image format", "unsupported_format", "..."),
-    422: _error("Invalid image or parameters", "bad_array", "..."),
-    503: _error("Queue or workers unavailable; see Retry-After", "queue_unavailable", "..."),
-}
+ERROR_RESPONSES = error_responses([400, 401, 413, 415, 422, 503])
+"""The errors of every route that reads images."""
 
 
-def prediction_responses() -> dict:
+def prediction_responses(model: type = DigitsResult) -> dict:
+    example = PREDICTION_EXAMPLE if model is DigitsResult else None
+    ok: dict = {"description": "Done within the wait", "model": model}
+    if example:
+        ok["content"] = {"application/json": {"example": example}}
     return {
-        200: {
-            "description": "Done within the wait",
-            "content": {"application/json": {"example": PREDICTION_EXAMPLE}},
-        },
+        200: ok,
         202: {
             "description": "Still running; poll status_url",
+            "model": Accepted,
             "content": {"application/json": {"example": ACCEPTED_EXAMPLE}},
         },
         **ERROR_RESPONSES,
+        500: {
+            "description": "Inference itself failed: the job's body (`id`, `status: failed`, "
+            "`kind`) with its `error`",
+            "model": ErrorResponse,
+        },
     }
+
+
+def inline_schema(model: type[BaseModel]) -> dict:
+    """A model's JSON schema with its `$defs` inlined, for a hand-declared request body
+    (`openapi_extra` is copied into the document as is: `#/$defs/...` would dangle there)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.rsplit("/", 1)[1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)

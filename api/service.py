@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 from starlette.responses import Response
@@ -31,6 +32,17 @@ def accepted(job_id: str, kind: str, status: str = JobStatus.QUEUED) -> Response
 def finished(view: dict) -> Response:
     """A final job: 200 with its answer, or 500 when inference itself failed."""
     return json_response(view, 500 if view["status"] == JobStatus.FAILED else 200)
+
+
+@dataclass
+class Answer:
+    """The outcome of a synchronous request at its deadline: the final job view, or (view
+    None) the job's id and status when it was not done in time (the job goes on)."""
+
+    job_id: str
+    kind: str
+    status: str
+    view: dict | None = None
 
 
 class PredictionService:
@@ -66,16 +78,25 @@ class PredictionService:
 
         `wait_s=0` means "enqueue and return": always 202. Call `admit_sync` first.
         """
+        answer = await self.answer(prepared, wait_s)
+        if answer.view is not None:
+            return finished(answer.view)
+        return accepted(answer.job_id, answer.kind, answer.status)
+
+    async def answer(self, prepared: Prepared, wait_s: float) -> Answer:
+        """The protocol-neutral core of every synchronous route (v1 and v2): the same queue,
+        batching and deadline; the caller turns the outcome into its own HTTP answer."""
         self.in_flight += 1
         try:
-            return await self._predict(prepared, wait_s)
+            return await self._answer(prepared, wait_s)
         finally:
             self.in_flight -= 1
 
-    async def _predict(self, prepared: Prepared, wait_s: float) -> Response:
+    async def _answer(self, prepared: Prepared, wait_s: float) -> Answer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         spec = self._spec(prepared)
+        kind = str(prepared.kind)
         result = self.listener.expect(spec.id)  # NOTE: registered before the job can finish
         # Retention: an answer delivered in this 200 is kept only SYNC_RESULT_TTL_S; a 202
         # (wait=0 or the deadline passed) promises a poll, so the job keeps RESULT_TTL_S.
@@ -83,10 +104,10 @@ class PredictionService:
         try:
             await self.dispatcher.submit(spec, prepared.images, QUEUE_INTERACTIVE, keep_s=keep_s)
             if wait_s <= 0:
-                return accepted(spec.id, str(prepared.kind))
+                return Answer(spec.id, kind, str(JobStatus.QUEUED))
             try:
                 view = await asyncio.wait_for(result, max(0.0, deadline - loop.time()))
-                return finished(view)
+                return Answer(spec.id, kind, view["status"], view)
             except TimeoutError:
                 # The notification may have been missed (e.g. a resubscribe): look once, and
                 # keep the job RESULT_TTL_S from now on, since the client will poll it.
@@ -95,9 +116,9 @@ class PredictionService:
                 except RedisError:
                     view = None  # the job is stored; the client polls it later
                 if view is not None and is_final(view):
-                    return finished(view)
+                    return Answer(spec.id, kind, view["status"], view)
                 status = view["status"] if view else JobStatus.QUEUED
-                return accepted(spec.id, str(prepared.kind), status)
+                return Answer(spec.id, kind, str(status))
         finally:
             self.listener.forget(spec.id)
 

@@ -14,7 +14,9 @@ from starlette.responses import Response
 from api import queue_stats
 from api.errors import json_response
 from api.metrics import apply_pending, multiprocess_dir
+from api.openapi import error_responses
 from api.queue_stats import QueueState
+from api.schemas import SloReport
 from api.slo import WINDOWS, summarize, timeline, windows_of
 from common.prom import LiveCollector
 
@@ -67,7 +69,7 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/slo")
+@router.get("/v1/slo", responses={200: {"model": SloReport}, **error_responses([503])})
 async def slo(request: Request) -> Response:
     """SLO windows (5 min, 1 h, 24 h), queues, live workers and prediction drift, as JSON."""
     obs = request.app.state.observability

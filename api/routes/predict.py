@@ -21,7 +21,14 @@ from api.inputs import (
     read_body,
     read_items,
 )
-from api.openapi import ACCEPTED_EXAMPLE, ERROR_RESPONSES, image_request_body, prediction_responses
+from api.openapi import (
+    ACCEPTED_EXAMPLE,
+    ERROR_RESPONSES,
+    error_responses,
+    image_request_body,
+    prediction_responses,
+)
+from api.schemas import Accepted, JobView, PostcodeResult
 
 router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(require_api_key)])
 
@@ -64,7 +71,7 @@ async def predict(
     return await service.predict(prepared, min(wait, settings.sync_wait_max_s))
 
 
-@router.post("/postcodes", openapi_extra=_BODY, responses=prediction_responses())
+@router.post("/postcodes", openapi_extra=_BODY, responses=prediction_responses(PostcodeResult))
 async def postcodes(
     request: Request,
     service: ServiceDep,
@@ -85,6 +92,7 @@ async def postcodes(
     responses={
         202: {
             "description": "Queued",
+            "model": Accepted,
             "content": {"application/json": {"example": ACCEPTED_EXAMPLE}},
         },
         **ERROR_RESPONSES,
@@ -108,7 +116,10 @@ async def submit_job(
 
 @router.get(
     "/jobs/{job_id}",
-    responses={404: {"description": "Unknown or expired job"}},
+    responses={
+        200: {"description": "The job; its answer once done", "model": JobView},
+        **error_responses({401: "", 404: "Unknown or expired job", 503: ""}),
+    },
 )
 async def get_job(store: StoreDep, job_id: Annotated[str, Path(description="Job id")]) -> Response:
     """A job's status; its answer once done. Unknown or expired ids are 404."""

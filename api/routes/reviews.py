@@ -10,7 +10,9 @@ from starlette.responses import Response
 
 from api.deps import require_api_key
 from api.errors import ApiError, json_response
+from api.openapi import error_responses
 from api.reviews import ReviewNotFound, ReviewStore
+from api.schemas import ReviewList, ReviewResolved
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"], dependencies=[Depends(require_api_key)])
 
@@ -48,7 +50,7 @@ async def get_reviews(request: Request) -> ReviewStore:
 Reviews = Annotated[ReviewStore, Depends(get_reviews)]
 
 
-@router.get("")
+@router.get("", responses={200: {"model": ReviewList}, **error_responses([401, 422, 503])})
 async def list_reviews(
     reviews: Reviews,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -58,7 +60,13 @@ async def list_reviews(
     return json_response(await reviews.pending(offset, limit))
 
 
-@router.post("/{review_id}", responses={404: {"description": "Unknown or already resolved"}})
+@router.post(
+    "/{review_id}",
+    responses={
+        200: {"model": ReviewResolved},
+        **error_responses({401: "", 404: "Unknown or already resolved", 422: "", 503: ""}),
+    },
+)
 async def resolve_review(
     reviews: Reviews,
     resolution: Resolution,
