@@ -47,15 +47,31 @@ def main(sets: Path, model: Path, plot: Path | None) -> str:
         tradeoff.plot(series, chosen, plot)
     lines = [
         f"review budget on {sets} ({len(digit)} digits, {len(code)} codes), model {model}",
+        f"(catch >= {tradeoff.CATCH_TARGET:.0%} of the wrong answers; budget: flag <= "
+        f"{tradeoff.FLAG_BUDGET:.0%})",
         "",
-        "| answers | errors | threshold | errors caught | flagged |",
-        "|---|---:|---:|---:|---:|",
+        "| answers | errors | threshold | errors caught | flagged | within budget |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for name, p in chosen.items():
         group = digit if name == "single digits" else code
         errors = sum(not o.correct for o in group)
+        fits = "yes" if p.flagged <= tradeoff.FLAG_BUDGET else "no"
         lines.append(
             f"| {name} | {errors} / {len(group)} | {p.threshold:.3f} | {p.caught:.1%} | "
-            f"{p.flagged:.1%} |"
+            f"{p.flagged:.1%} | {fits} |"
         )
+    sets_of_codes = sorted({o.set for o in code})
+    if len(sets_of_codes) > 1:
+        lines += ["", "At that code threshold, per set:", ""]
+        lines += ["| set | exact | errors caught | flagged |", "|---|---:|---:|---:|"]
+        t = chosen["postal codes"].threshold
+        for set_name in sets_of_codes:
+            idx = [i for i, o in enumerate(code) if o.set == set_name]
+            wrong = np.array([not code[i].correct for i in idx])
+            flagged = np.array([codes["always"][i] or code[i].confidence < t for i in idx])
+            lines.append(
+                f"| {set_name} | {1 - wrong.mean():.1%} | "
+                f"{(flagged & wrong).sum() / max(wrong.sum(), 1):.1%} | {flagged.mean():.1%} |"
+            )
     return "\n".join(lines)
