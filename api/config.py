@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from common.imaging import DEFAULT_MAX_PIXELS
 from common.settings import ServiceSettings
 
 
@@ -17,8 +18,9 @@ class ApiSettings(ServiceSettings):
     """Images accepted in one request; more is a 413."""
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     """Request bodies larger than this (declared or streamed) are a 413."""
-    max_image_pixels: int = Field(40_000_000, ge=784)
-    """Decoded width x height allowed per image; bigger is refused before decoding."""
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=784)
+    """Decoded width x height allowed per image; bigger is refused (413 `too_large`) before
+    decoding. Also Pillow's own bomb guard in this process (`common.imaging.set_max_pixels`)."""
     max_batch_size: int = Field(256, ge=1)
     """Images coalesced into one Celery message from concurrent requests of this process."""
     max_batch_delay_ms: float = Field(2.0, ge=0.0)

@@ -23,6 +23,7 @@ from api.routes import dashboard, docs, health, metrics, models, predict, review
 from api.service import PredictionService
 from api.sweeper import Sweeper, SweepPolicy
 from common.contract import TASK_PREDICT
+from common.imaging import set_max_pixels
 from common.logs import configure_logging
 from common.queueing import make_celery
 
@@ -51,6 +52,7 @@ async def _first_look(admission: Admission) -> None:
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     configure_logging("api", settings.log_level, settings.log_json)
+    set_max_pixels(settings.max_image_pixels)  # Pillow's guard follows MAX_IMAGE_PIXELS
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -29,8 +29,10 @@ from PIL import Image, ImageOps
 IMAGE_SIDE = 28
 DIGIT_BOX = 20
 DEFAULT_MAX_PIXELS = 25_000_000
-"""Refuse larger images (a 24 Mpx camera is 6000x4000): the full decode of an RGBA image of
-this size is ~100 MB, the most one request can make the process allocate."""
+"""The default of `MAX_IMAGE_PIXELS` (written here only; `api.config` reads it): larger images
+are refused (a 24 Mpx camera is 6000x4000). The full decode of an RGBA image of this size is
+~100 MB, the most one request can make the process allocate. (It was already the effective
+limit when the setting said 40 Mpx: Pillow's guard, left at 25 Mpx, refused anything above.)"""
 DECODE_SIDE = 1280
 """`decode` returns at most this many pixels per side: segmentation works at <= 640 px and a
 single digit at <= 160 px, so more only costs memory and time."""
@@ -39,9 +41,25 @@ WORK_SIDE = 160
 """Single digits are analysed at most this big: the result is 20 px, and downscaling averages
 away sensor noise and JPEG artefacts before thresholding."""
 
-# Pillow's own bomb guard, set explicitly (its default is 89 Mpx, a warning only below 2x).
-# decode() checks the header size itself first; this is the second line of defence.
-Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+
+def set_max_pixels(max_pixels: int) -> None:
+    """Make `max_pixels` this process's image limit: `decode`'s default and Pillow's own
+    decompression-bomb guard (`Image.MAX_IMAGE_PIXELS`, a process-wide global), so the two
+    can never disagree. The API calls it once at start-up with `MAX_IMAGE_PIXELS`."""
+    global _max_pixels
+    _max_pixels = max_pixels
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def max_pixels_limit() -> int:
+    """The limit `decode` applies when it is given none."""
+    return _max_pixels
+
+
+_max_pixels = DEFAULT_MAX_PIXELS
+# Pillow's guard, set explicitly (its default is 89 Mpx, a warning only below 2x). decode()
+# checks the header size itself first, then Pillow checks it again with the same limit.
+set_max_pixels(DEFAULT_MAX_PIXELS)
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -85,14 +103,20 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
     """Image bytes -> 2-D uint8 greyscale in the image's own polarity (0 black, 255 white),
     at most DECODE_SIDE px per side (box-averaged down, aspect kept).
 
     EXIF orientation is applied, transparency is composited onto a background that contrasts
     with the ink (white for dark ink, black for light ink), GIFs use their first frame.
-    Raises ImageError(empty | unsupported_format | too_large | undecodable).
+    `max_pixels` (default: the process's limit, `set_max_pixels`) is width x height at most;
+    Pillow's guard is raised to it when below, never lowered (another thread may be decoding).
+    Raises ImageError(empty | unsupported_format | too_large | undecodable); a too_large
+    message always quotes `max_pixels`, whichever check refused the image.
     """
+    limit = _max_pixels if max_pixels is None else max_pixels
+    if limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
     if not data:
         raise ImageError("empty", "the image is empty")
     fmt = sniff_format(data)
@@ -107,12 +131,8 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
             width, height = im.size  # from the header: nothing decoded yet
             if width <= 0 or height <= 0:
                 raise ImageError("undecodable", "the image has no pixels")
-            if width * height > max_pixels or max(width, height) > MAX_SIDE:
-                raise ImageError(
-                    "too_large",
-                    f"{width}x{height} exceeds the limit of {max_pixels} pixels "
-                    f"or {MAX_SIDE} px per side",
-                )
+            if width * height > limit or max(width, height) > MAX_SIDE:
+                raise _too_large(f"{width}x{height} ({width * height:,} pixels)", limit)
             if fmt == "JPEG":
                 _jpeg_draft(im)
             im.load()
@@ -120,13 +140,23 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError("too_large", f"image too large: {exc}") from exc
+        # Pillow's guard (a frame larger than the header said, or a smaller limit set by
+        # another caller): refused with the same message as the header check.
+        raise _too_large("the image", limit) from exc
     except MemoryError as exc:
-        raise ImageError("too_large", "image too large to decode") from exc
+        raise _too_large("the image", limit) from exc
     except Exception as exc:
         # Pillow signals broken data with OSError, SyntaxError, ValueError, EOFError,
         # struct.error, IndexError... depending on the plugin: all mean "cannot decode".
         raise ImageError("undecodable", f"cannot decode the {fmt} image: {exc}") from exc
+
+
+def _too_large(what: str, limit: int) -> ImageError:
+    return ImageError(
+        "too_large",
+        f"{what} exceeds the limit of {limit:,} pixels (MAX_IMAGE_PIXELS) "
+        f"or {MAX_SIDE:,} px per side",
+    )
 
 
 def _jpeg_draft(im: Image.Image) -> None:
@@ -585,6 +615,6 @@ def normalise(gray: np.ndarray) -> Normalised:
     return Normalised(crop_to_mnist(ink), False)
 
 
-def prepare_digit(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Normalised:
+def prepare_digit(data: bytes, max_pixels: int | None = None) -> Normalised:
     """Image bytes -> normalised digit (the whole API path for one single-digit image)."""
     return normalise(decode(data, max_pixels=max_pixels))

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.imaging import DEFAULT_MAX_PIXELS, ImageError, decode, prepare_digit
+from common.imaging import (
+    DECODE_SIDE,
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    decode,
+    max_pixels_limit,
+    prepare_digit,
+    set_max_pixels,
+)
 
 
 def png_bytes(size: tuple[int, int] = (60, 40), mode: str = "L") -> bytes:
@@ -53,6 +61,12 @@ def code_of(data: bytes, **kw: int) -> str:
         decode(data, **kw)
     assert err.value.message
     return err.value.code
+
+
+def code_message(data: bytes, **kw: int) -> tuple[str, str]:
+    with pytest.raises(ImageError) as err:
+        decode(data, **kw)
+    return err.value.code, err.value.message
 
 
 def test_pillow_pixel_limit_is_set_explicitly() -> None:
@@ -102,6 +116,47 @@ def test_decompression_bomb_is_refused_from_the_header() -> None:
     started = time.perf_counter()
     assert code_of(data) == "too_large"
     assert time.perf_counter() - started < 0.2, "refused before decoding"
+
+
+THIRTY_MPX = 5_478  # side of a square image of 30,008,484 pixels
+
+
+@pytest.fixture()
+def pixel_limit():
+    """Set the process's limit like the API does at start-up; restored afterwards."""
+    yield set_max_pixels
+    set_max_pixels(DEFAULT_MAX_PIXELS)
+
+
+def test_pillow_guard_follows_the_configured_limit(pixel_limit) -> None:
+    data = png_bomb(THIRTY_MPX)
+    with pytest.raises(ImageError) as refused:
+        decode(data)  # the default: 25 Mpx
+    assert refused.value.code == "too_large"
+    assert f"{DEFAULT_MAX_PIXELS:,} pixels" in refused.value.message
+
+    pixel_limit(100_000_000)
+    assert Image.MAX_IMAGE_PIXELS == max_pixels_limit() == 100_000_000
+    assert decode(data).shape == (DECODE_SIDE, DECODE_SIDE)  # Pillow's guard let it through
+
+
+def test_every_too_large_message_quotes_the_one_limit(pixel_limit) -> None:
+    pixel_limit(1_000_000)
+    header = code_message(png_bytes((1_200, 1_000)))  # our header check
+    bomb = code_message(png_bomb(2_000))  # Pillow's guard (4 Mpx > 2x the limit: an error)
+    side = code_message(png_bomb(20_001), max_pixels=10**9)  # the per-side cap
+    for code, message in (header, bomb, side):
+        assert code == "too_large"
+        assert "20,000 px per side" in message
+    assert "1,000,000 pixels" in header[1] and "1,000,000 pixels" in bomb[1]
+    assert "1,000,000,000 pixels" in side[1]
+
+
+def test_a_larger_explicit_limit_raises_pillows_guard(pixel_limit) -> None:
+    data = png_bomb(THIRTY_MPX)
+    assert decode(data, max_pixels=31_000_000).shape == (DECODE_SIDE, DECODE_SIDE)
+    assert Image.MAX_IMAGE_PIXELS == 31_000_000
+    assert code_of(data, max_pixels=30_000_000) == "too_large"
 
 
 def test_custom_pixel_limit() -> None:
