@@ -126,7 +126,10 @@ def test_a_full_redis_is_a_fast_503_and_the_worker_survives(make_stack, digits):
     store = stack.redis.client()
     one = batch_body(digits[0][:1])
     with stack.http(timeout=5) as http:
-        assert http.post("/v1/predict", json=one).status_code == 200
+        # the first answer may wait for the API to see the worker (a 503 `no_workers` then)
+        wait_until(
+            lambda: http.post("/v1/predict", json=one).status_code == 200, 15, "first answer"
+        )
         # Work accepted before Redis filled up, its messages still on the queue...
         worker.signal(signal.SIGSTOP)
         queued = [http.post("/v1/jobs", json=one).json()["id"] for _ in range(5)]
