@@ -70,3 +70,10 @@ async def require_api_key(
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
+    request.state.api_key = given
+
+
+def caller(request: Request) -> str:
+    """Who is asking, for scoping their Idempotency-Keys: the API key that passed
+    `require_api_key`, or "" when the service has no keys (then there is one caller)."""
+    return getattr(request.state, "api_key", "")

@@ -131,7 +131,9 @@ async def _multipart_items(request: Request, max_images: int) -> list[Item]:
         parts = form.getlist("file")
         if not parts:
             raise ApiError(
-                "missing_file", "multipart body has no part named 'file'", status_code=422
+                "missing_file",
+                "multipart body has no complete part named 'file' (is the body truncated?)",
+                status_code=422,
             )
         items: list[Item] = []
         for index, part in enumerate(parts):

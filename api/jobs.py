@@ -22,19 +22,54 @@ from common.contract import (
 from common.jobstate import KEEP, PENDING_KEY
 
 CREATE_KEYED = """
--- KEYS: idempotency key, job key, pending set. ARGV: ttl, job id, now, then field, value...
+-- KEYS: idempotency key, job key, pending set.
+-- ARGV: ttl, job id, now, request digest, then field, value...
 -- The key is bound to the job in the same atomic step that stores the job: a key never
 -- names a job that does not exist (a retry after a failed submit finds it or creates it).
-local existing = redis.call('GET', KEYS[1])
-if existing and redis.call('EXISTS', 'digits:job:' .. existing) == 1 then return existing end
+-- The binding is '<job id> <request digest>'; a bare '<job id>' (bound before digests were
+-- stored) matches any request. Returns false (stored), or {bound job id, 1 same | 0 other}.
+local bound = redis.call('GET', KEYS[1])
+if bound then
+  local existing, digest = string.match(bound, '^(%S+) (%S+)$')
+  if not existing then existing = bound end
+  if redis.call('EXISTS', 'digits:job:' .. existing) == 1 then
+    if digest == nil or digest == ARGV[4] then return {existing, 1} end
+    return {existing, 0}
+  end
+end
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[4], 'EX', ARGV[1])
 return false
 """
+
+
+def _idempotency_key(caller: str, key: str) -> str:
+    """The Redis key of a client's Idempotency-Key, scoped to its caller (the API key; never
+    stored in clear): two callers using the same key do not see each other's jobs."""
+    digest = hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest()
+    return f"{KEY_PREFIX}:idempotency:{digest}"
+
+
+def request_digest(kind: str, images: np.ndarray, meta: dict) -> str:
+    """What a submission asks for: its kind, normalised images and reading options. Computed
+    after decoding, so a retry that encodes the same request differently (a new multipart
+    boundary, JSON spacing) is still the same request."""
+    digest = hashlib.sha256(f"{kind}\n{images.shape}\n".encode())
+    digest.update(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS))
+    digest.update(np.ascontiguousarray(images).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The job an Idempotency-Key already names, and whether it was the same request."""
+
+    job_id: str
+    same_request: bool
 
 
 @dataclass(frozen=True)
@@ -89,17 +124,22 @@ class JobStore:
             pipe.zadd(PENDING_KEY, {job.spec.id: float(now) for job in new})
             await pipe.execute()
 
-    async def create_keyed(self, idempotency_key: str, job: NewJob) -> str | None:
-        """Store `job` bound to `idempotency_key`, atomically, unless the key already names a
-        stored job: then nothing is written and that job's id is returned."""
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+    async def create_keyed(
+        self, idempotency_key: str, job: NewJob, digest: str, caller: str = ""
+    ) -> Bound | None:
+        """Store `job` bound to `caller`'s `idempotency_key` and the request's `digest`,
+        atomically, unless the key already names a stored job: then nothing is written and
+        that job is returned (with whether its request had the same digest)."""
         now = f"{time.time():.6f}"
-        args: list = [self._ttl_s, job.spec.id, now]
+        args: list = [self._ttl_s, job.spec.id, now, digest]
         for field, value in self._fields(job, now).items():
             args += [field, value]
-        keys = [f"{KEY_PREFIX}:idempotency:{digest}", job_key(job.spec.id), PENDING_KEY]
-        existing = await self._create_keyed(keys=keys, args=args)
-        return existing.decode() if existing is not None else None
+        keys = [_idempotency_key(caller, idempotency_key), job_key(job.spec.id), PENDING_KEY]
+        bound = await self._create_keyed(keys=keys, args=args)
+        if bound is None:
+            return None
+        job_id, same = bound
+        return Bound(job_id.decode(), bool(same))
 
     async def keep(self, job_id: str, seconds: int) -> dict | None:
         """Keep the job `seconds` once answered (a 202 was given: the client will poll it);

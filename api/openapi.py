@@ -73,6 +73,11 @@ _ERRORS = {
     400: ("Malformed body", "undecodable", "image could not be decoded"),
     401: ("Missing or wrong API key (when API_KEYS is set)", "unauthorized", "..."),
     404: ("Unknown job, review, model or version", "not_found", "..."),
+    409: (
+        "Idempotency-Key already used by this caller for a different request",
+        "idempotency_key_reused",
+        "...",
+    ),
     413: ("Too many images or too large a body/image", "too_many_images", "..."),
     415: ("Unsupported content type or image format", "unsupported_format", "..."),
     422: ("Invalid image or parameters", "bad_array", "..."),
@@ -117,6 +122,8 @@ ACCEPTED_EXAMPLE = {
 
 ERROR_RESPONSES = error_responses([400, 401, 413, 415, 422, 503])
 """The errors of every route that reads images."""
+JOB_ERROR_RESPONSES = error_responses([400, 401, 409, 413, 415, 422, 503])
+"""POST /v1/jobs: those, and a reused Idempotency-Key."""
 
 
 def prediction_responses(model: type = DigitsResult) -> dict:

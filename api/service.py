@@ -11,9 +11,9 @@ from starlette.responses import Response
 
 from api.admission import Admission
 from api.dispatch import Dispatcher
-from api.errors import ServiceUnavailable, json_response
+from api.errors import ApiError, ServiceUnavailable, json_response
 from api.inputs import Prepared
-from api.jobs import JobStore, NewJob, is_final
+from api.jobs import Bound, JobStore, NewJob, is_final, request_digest
 from api.results import ResultListener
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, JobSpec, JobStatus
 
@@ -122,8 +122,11 @@ class PredictionService:
         finally:
             self.listener.forget(spec.id)
 
-    async def submit(self, prepared: Prepared, idempotency_key: str | None = None) -> Response:
-        """Queue bulk work; a retry with the same `Idempotency-Key` gets the same job."""
+    async def submit(
+        self, prepared: Prepared, idempotency_key: str | None = None, caller: str = ""
+    ) -> Response:
+        """Queue bulk work; a retry of the same request with the same `Idempotency-Key` (per
+        caller) gets the same job, the key reused for a different request a 409."""
         self.admission.check_bulk()
         spec = self._spec(prepared)
         stored = False
@@ -133,14 +136,25 @@ class PredictionService:
             # the stored job, which a retry then finds; a stored job whose message was not
             # published is re-sent by the sweeper).
             job = NewJob(spec, prepared.images, QUEUE_BULK)
-            existing = await self.store.create_keyed(idempotency_key, job)
-            if existing is not None:
-                view = await self.store.get(existing)
-                status = view["status"] if view else JobStatus.QUEUED
-                return accepted(existing, str(prepared.kind), status)
+            digest = request_digest(str(prepared.kind), prepared.images, prepared.meta)
+            bound = await self.store.create_keyed(idempotency_key, job, digest, caller)
+            if bound is not None:
+                return await self._bound(bound, str(prepared.kind))
             stored = True
         await self.dispatcher.submit(spec, prepared.images, QUEUE_BULK, stored=stored)
         return accepted(spec.id, str(prepared.kind))
+
+    async def _bound(self, bound: Bound, kind: str) -> Response:
+        """The answer to a submission whose Idempotency-Key already names a job."""
+        if not bound.same_request:
+            raise ApiError(
+                "idempotency_key_reused",
+                f"this Idempotency-Key was already used for a different request (job "
+                f"{bound.job_id}); a retry must send the same request, new work a new key",
+                status_code=409,
+            )
+        view = await self.store.get(bound.job_id) or {}  # same request: the same kind
+        return accepted(bound.job_id, kind, view.get("status") or JobStatus.QUEUED)
 
     @staticmethod
     def _spec(prepared: Prepared) -> JobSpec:

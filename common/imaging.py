@@ -75,8 +75,8 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 class ImageError(ValueError):
     """A client-side problem with an image; `code` is stable and machine-readable.
 
-    Suggested HTTP mapping: unsupported_format -> 415, too_large -> 413,
-    empty / undecodable / bad_array -> 422 (the request was well-formed, its content is not).
+    HTTP mapping (api/inputs.py): unsupported_format -> 415, too_large -> 413, empty -> 400,
+    undecodable / bad_array -> 422 (the request was well-formed, its content is not).
     """
 
     def __init__(self, code: str, message: str) -> None:

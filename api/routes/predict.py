@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.config import ApiSettings
-from api.deps import ServiceDep, SettingsDep, StoreDep, require_api_key
+from api.deps import ServiceDep, SettingsDep, StoreDep, caller, require_api_key
 from api.errors import ApiError, json_response
 from api.inputs import (
     OFFLOAD_BYTES,
@@ -23,7 +23,7 @@ from api.inputs import (
 )
 from api.openapi import (
     ACCEPTED_EXAMPLE,
-    ERROR_RESPONSES,
+    JOB_ERROR_RESPONSES,
     error_responses,
     image_request_body,
     prediction_responses,
@@ -95,7 +95,7 @@ async def postcodes(
             "model": Accepted,
             "content": {"application/json": {"example": ACCEPTED_EXAMPLE}},
         },
-        **ERROR_RESPONSES,
+        **JOB_ERROR_RESPONSES,
     },
 )
 async def submit_job(
@@ -106,12 +106,16 @@ async def submit_job(
     length: Length = None,
     idempotency_key: Annotated[
         str | None,
-        Header(max_length=200, description="Retries with the same key return the same job."),
+        Header(
+            max_length=200,
+            description="Retries of the same request with the same key return the same job; "
+            "the key reused for a different request is a 409. Keys are per API key.",
+        ),
     ] = None,
 ) -> Response:
     """Submit work for later: 202 with `status_url`; poll `GET /v1/jobs/{id}`."""
     prepared = await _prepare(request, settings, kind, length)
-    return await service.submit(prepared, idempotency_key)
+    return await service.submit(prepared, idempotency_key, caller(request))
 
 
 @router.get(
