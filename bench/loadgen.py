@@ -214,7 +214,8 @@ async def burst(
         "drain_s": drained,
         "completed": completed,
         "failed": len(failed),
-        "lost": trucks - completed,
+        "refused": trucks - accepted,  # answered 503 at submission: refused, not lost
+        "lost": accepted - len(done_at),  # accepted, never final before the timeout
         "images_per_s": (completed * images_per_truck / drained) if drained else 0.0,
         "poll_rounds": polls,
         "sync_during_burst": sync,

@@ -81,7 +81,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     if burst := results.get("burst"):
         case = (
             f"{burst['images']:g} img as {burst['trucks']:g} jobs: "
-            f"drained in {burst['drain_s']:.1f} s, lost {burst['lost']:g}"
+            f"drained in {burst['drain_s']:.1f} s, refused {burst.get('refused', 0):g}, "
+            f"lost {burst['lost']:g}"
             if burst["drain_s"] is not None
             else f"{burst['images']:g} img: NOT drained, lost {burst['lost']:g}"
         )
