@@ -1,1 +1,4 @@
-"""The benchmark suite: `python -m bench` (or `make bench`). See docs/parts/performance.md."""
+"""The benchmark suite: `python -m bench` (or `make bench`).
+
+See README "Performance" and docs/DESIGN.md "Performance".
+"""

@@ -4,7 +4,7 @@ MNIST digits are white ink on black, 28x28, the longer side of the ink's boundin
 to 20 px (aspect kept, anti-aliased) and the centre of mass placed at the centre of the field.
 Mail is dark ink on light, coloured or shaded paper, any size, off-centre, often JPEG or a
 transparent canvas export. Everything here is Pillow + numpy so the API stays light, and fast:
-a 28x28 PNG costs ~0.1 ms, a 640x480 JPEG a few ms (see docs/parts/imaging.md).
+a 28x28 PNG costs ~0.1 ms, a 640x480 JPEG a few ms (`python -m evaluation speed`; README "Speed").
 
 Steps (`ink_map`, then components, then `crop_to_mnist`): greyscale at <= 160 px -> polarity
 (the border when it is clearly paper, else a vote of 4x4 blocks) -> paper level per block,

@@ -1,5 +1,7 @@
-"""Realistic evaluation sets built from MNIST, and a runner against the service or offline.
+"""Evaluation sets (realistic MNIST renderings; robustness sets from held-out handwriting
+fonts) and a runner against the service or offline.
 
-`python -m evaluation generate --out DIR --split test|train` then
-`python -m evaluation run --sets DIR (--url URL | --offline)`. See docs/parts/imaging.md.
+`python -m evaluation generate|robust --out DIR --split ...` then
+`python -m evaluation run --sets DIR (--url URL | --offline)`.
+See README "Evaluation" and "Robustness sets".
 """

@@ -142,7 +142,7 @@ def default_model() -> Path:
 
 
 class OnlineReader:
-    """The live HTTP contract (see docs/parts/imaging.md)."""
+    """The live HTTP contract (README: HTTP API)."""
 
     def __init__(self, url: str, api_key: str | None) -> None:
         import httpx
