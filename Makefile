@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format train bench chaos evaluate review-budget fonts venv-serve venv-dev tools clean
+.PHONY: run test lint format train bench bench-peers chaos evaluate review-budget fonts venv-serve venv-dev tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ review-budget: venv-dev fonts
 
 bench: venv-dev tools
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Triton (PyTriton, own venv under var/peers/) and this service side by side (issue 16)
+PEERS_ARGS ?= --connections 16,64,256 --seconds 10
+bench-peers: venv-dev tools
+	$(BIN)/python -m bench.peers.triton $(PEERS_ARGS)
 
 # Fault suite (issue 18): the reliability tests, then faults under open-loop load with one
 # table per case (accepted, done, failed, lost, stuck, slowest answer and refusal), ~3 min.

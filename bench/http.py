@@ -69,24 +69,38 @@ class Client:
         self._host, self._port, self._timeout = host, port, timeout
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(limit)
-        self._heads: dict[tuple[str, str, str | None, int], bytes] = {}
+        self._heads: dict[tuple, bytes] = {}
 
-    def _head(self, method: str, path: str, content_type: str | None, length: int) -> bytes:
-        key = (method, path, content_type, length)
+    def _head(
+        self,
+        method: str,
+        path: str,
+        content_type: str | None,
+        length: int,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> bytes:
+        key = (method, path, content_type, length, extra)
         head = self._heads.get(key)
         if head is None:
             lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}"]
             if content_type:
                 lines.append(f"Content-Type: {content_type}")
+            lines += [f"{name}: {value}" for name, value in extra]
             lines.append(f"Content-Length: {length}")
             head = ("\r\n".join(lines) + "\r\n\r\n").encode()
             self._heads[key] = head
         return head
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> tuple[int, bytes]:
-        data = self._head(method, path, content_type, len(body)) + body
+        """`headers`: extra request headers, e.g. KServe-v2's Inference-Header-Content-Length."""
+        data = self._head(method, path, content_type, len(body), headers) + body
         async with self._slots:
             connection = self._idle.pop() if self._idle else await self._open()
             try:

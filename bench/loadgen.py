@@ -70,11 +70,17 @@ class Tally:
 
 
 async def _post(
-    client: Client, path: str, body: bytes, content_type: str, due: float, tally: Tally
+    client: Client,
+    path: str,
+    body: bytes,
+    content_type: str,
+    due: float,
+    tally: Tally,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> dict | None:
     loop = asyncio.get_running_loop()
     try:
-        status, payload = await client.request("POST", path, body, content_type)
+        status, payload = await client.request("POST", path, body, content_type, headers)
     except Exception as exc:  # any failure is an error of its kind: refused, reset, timeout
         tally.record(type(exc).__name__, loop.time() - due)
         return None
@@ -150,6 +156,38 @@ async def closed_loop(
         "elapsed_s": elapsed,
         "images_per_s": tally.ok * images_per_request / elapsed,
         "requests_per_s": tally.ok / elapsed,
+        **tally.summary(),
+    }
+
+
+async def connections(
+    client: Client,
+    path: str,
+    bodies: list[tuple[bytes, tuple[tuple[str, str], ...]]],
+    content_type: str,
+    connections: int,
+    duration: float,
+) -> dict[str, Any]:
+    """Closed loop like wrk: `connections` clients, each sending its next request (the next of
+    `bodies`, each with its own extra headers) as soon as the last one answered."""
+    loop = asyncio.get_running_loop()
+    tally = Tally()
+    t0 = loop.time()
+    end = t0 + duration
+
+    async def one_client(offset: int) -> None:
+        i = offset
+        while loop.time() < end:
+            body, headers = bodies[i % len(bodies)]
+            await _post(client, path, body, content_type, loop.time(), tally, headers)
+            i += 1
+
+    await asyncio.gather(*(one_client(c) for c in range(connections)))
+    elapsed = loop.time() - t0
+    return {
+        "connections": connections,
+        "elapsed_s": elapsed,
+        "achieved_rps": tally.ok / elapsed,
         **tally.summary(),
     }
 
@@ -247,6 +285,15 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 spec["body"],
                 spec["images_per_request"],
                 spec["concurrency"],
+                spec["duration"],
+            )
+        if mode == "connections":
+            return await connections(
+                client,
+                spec["path"],
+                spec["bodies"],
+                spec["content_type"],
+                spec["connections"],
                 spec["duration"],
             )
         if mode == "burst":
