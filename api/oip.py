@@ -34,11 +34,12 @@ from common.contract import IMAGE_SIDE, JobKind
 INPUT_NAME = "image"
 HEADER_LENGTH = "inference-header-content-length"
 OUTPUTS = {
-    "digit": ("INT64", np.int64),
-    "confidence": ("FP32", np.float32),
-    "probabilities": ("FP32", np.float32),
-    "needs_review": ("BOOL", np.bool_),
+    "digit": ("INT64", np.int64, [-1]),
+    "confidence": ("FP32", np.float32, [-1]),
+    "probabilities": ("FP32", np.float32, [-1, 10]),
+    "needs_review": ("BOOL", np.bool_, [-1]),
 }
+"""Output name -> (protocol datatype, numpy dtype on the wire, shape in the metadata)."""
 _NUMERIC = {"UINT8": np.dtype("<u1"), "FP32": np.dtype("<f4")}
 _IMAGE_SHAPES = ((IMAGE_SIDE, IMAGE_SIDE), (IMAGE_SIDE, IMAGE_SIDE, 1))
 
@@ -54,10 +55,8 @@ def model_metadata(name: str, versions: list[str], platform: str) -> dict[str, A
         "platform": platform,
         "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, 28, 28]}],
         "outputs": [
-            {"name": "digit", "datatype": "INT64", "shape": [-1]},
-            {"name": "confidence", "datatype": "FP32", "shape": [-1]},
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
-            {"name": "needs_review", "datatype": "BOOL", "shape": [-1]},
+            {"name": name, "datatype": datatype, "shape": shape}
+            for name, (datatype, _, shape) in OUTPUTS.items()
         ],
     }
 

@@ -20,13 +20,14 @@ from evaluation.run import OfflineReader, evaluate, is_code_set
 
 def main(sets: Path, model: Path, plot: Path | None) -> str:
     reader = OfflineReader(model, threshold=0.0, postcode_threshold=0.0)
-    codes: dict[str, list] = {"confidence": [], "correct": [], "always": []}
+    always: list[bool] = []
+    """Per code, in order: flagged whatever the threshold (wrong length, nothing found)."""
 
     def read(row: dict[str, str], data: bytes) -> tuple:
         if not is_code_set(row["set"]):
             return reader.digit(data)
         answer = reader.read_postcode(data)
-        codes["always"].append(bool(answer["needs_review"]))  # threshold 0: only hard reasons
+        always.append(bool(answer["needs_review"]))  # threshold 0: only hard reasons
         return answer["text"] or None, float(answer["probability"]), bool(answer["needs_review"])
 
     outcomes = evaluate(sets, read, workers=1)
@@ -39,7 +40,7 @@ def main(sets: Path, model: Path, plot: Path | None) -> str:
         "postal codes": tradeoff.curve(
             np.array([o.confidence for o in code]),
             np.array([o.correct for o in code]),
-            np.array(codes["always"]),
+            np.array(always),
         ),
     }
     chosen = {name: tradeoff.choose(points) for name, points in series.items()}
@@ -69,7 +70,7 @@ def main(sets: Path, model: Path, plot: Path | None) -> str:
         for set_name in sets_of_codes:
             idx = [i for i, o in enumerate(code) if o.set == set_name]
             wrong = np.array([not code[i].correct for i in idx])
-            flagged = np.array([codes["always"][i] or code[i].confidence < t for i in idx])
+            flagged = np.array([always[i] or code[i].confidence < t for i in idx])
             lines.append(
                 f"| {set_name} | {1 - wrong.mean():.1%} | "
                 f"{(flagged & wrong).sum() / max(wrong.sum(), 1):.1%} | {flagged.mean():.1%} |"

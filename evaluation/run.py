@@ -13,7 +13,6 @@ rule), with the service's settings from the environment (`POSTCODE_REVIEW_THRESH
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,14 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from common import registry
 from common.decoding import PostcodeDirectory
 from common.imaging import ImageError, decode, normalise
 from common.postcode import assemble
 from common.segmentation import segment
 from common.settings import ServiceSettings
+from evaluation import robust
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
-CODE_SETS = ("postcodes", "codes", "lowres_codes", "directory_codes")
+CODE_SETS = ("postcodes", *robust.CODE_SETS)
 """Sets of whole postal codes (`evaluation.generate` and `evaluation.robust`): exact match."""
 SURE = 0.99
 """Confidence at which a wrong answer counts as "confidently wrong" in the report."""
@@ -132,10 +133,8 @@ class OfflineReader:
 
 
 def default_model() -> Path:
-    root = Path("models/mnist_cnn")
-    aliases = json.loads((root / "aliases.json").read_text())
-    version = aliases.get("production") or next(iter(aliases.values()))
-    return root / str(version) / "model.onnx"
+    """The production version's model.onnx, as the workers resolve it."""
+    return registry.resolve(registry.default_models_dir(), "mnist_cnn") / "model.onnx"
 
 
 # --------------------------------------------------------------------------- online

@@ -83,6 +83,18 @@ GLYPH_PX = 96
 """Glyphs are drawn at this size, then scaled: plenty for the 8x8 to 120 px renderings."""
 
 
+INK_LEVEL = 0.05
+"""Coverage above which a pixel counts as ink when cropping a glyph or a styled digit."""
+
+
+def crop_ink(ink: np.ndarray) -> np.ndarray:
+    """Coverage cropped to its ink's bounding box (unchanged when there is no ink)."""
+    ys, xs = np.nonzero(ink > INK_LEVEL)
+    if ys.size == 0:
+        return ink
+    return ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
 class FontsMissing(RuntimeError):
     """A font file is not installed; the message names the Debian packages to install."""
 
@@ -122,10 +134,9 @@ def glyph(path: Path, digit: int) -> np.ndarray:
     canvas = Image.new("L", (GLYPH_PX * 2, GLYPH_PX * 2), 0)
     ImageDraw.Draw(canvas).text((GLYPH_PX // 2, GLYPH_PX // 4), str(digit), font=font, fill=255)
     ink = np.asarray(canvas, np.float32) / 255.0
-    ys, xs = np.nonzero(ink > 0.05)
-    if ys.size == 0:
+    if not (ink > INK_LEVEL).any():
         raise FontsMissing(f"{path.name} has no glyph for {digit}")
-    return ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return crop_ink(ink)
 
 
 def missing_packages() -> list[str]:

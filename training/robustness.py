@@ -3,7 +3,7 @@
 Training records them in a version's metadata and the promotion gate compares them with
 production's. Sets are generated once per split into the data cache (they depend only on the
 seed, the held-out fonts and `evaluation/robust.py`). Codes are read as the service reads
-them without a directory: segmentation, then the most likely digit at each place.
+them without a directory: segmentation, then `common.decoding.decode_code`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from common.decoding import decode_code
 from common.imaging import decode, normalise
 from common.segmentation import segment
 from evaluation import robust
@@ -61,11 +62,10 @@ class Prepared:
         for name, (images, labels) in self.digits.items():
             p = predict(np.stack(images))
             scores[name] = round(float((p.argmax(1) == np.array(labels)).mean()), 6)
-        read = predict(self.crops).argmax(1) if len(self.crops) else np.zeros(0, int)
+        read = predict(self.crops) if len(self.crops) else np.zeros((0, 10), np.float32)
         for name, items in self.codes.items():
             right = [
-                "".join(str(d) for d in read[start : start + n]) == label
-                for label, start, n in items
+                decode_code(read[start : start + n]).text == label for label, start, n in items
             ]
             scores[name] = round(float(np.mean(right)), 6)
         return scores

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from common.imaging import normalise
-from training.fonts import TRAIN_FONTS, font_paths, glyph
+from training.fonts import TRAIN_FONTS, crop_ink, font_paths, glyph
 
 Rng = np.random.Generator
 CHUNK = 2000
@@ -44,13 +44,6 @@ class SyntheticConfig:
 
 def _to_image(ink: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(ink * 255 + 0.5, 0, 255).astype(np.uint8))
-
-
-def _crop(ink: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(ink > 0.05)
-    if ys.size == 0:
-        return ink
-    return ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def elastic(rng: Rng, ink: np.ndarray, strength: float) -> np.ndarray:
@@ -96,8 +89,8 @@ def style(rng: Rng, ink: np.ndarray, stroke_px: float) -> np.ndarray:
         im = im.filter(ImageFilter.MaxFilter(2 * int(pen / 2) + 1))
     elif pen <= -1 and stroke_px >= 4:
         im = im.filter(ImageFilter.MinFilter(3))
-    out = _crop(np.asarray(im, np.float32) / 255.0)
-    return out if out.size > 4 else _crop(ink)
+    out = crop_ink(np.asarray(im, np.float32) / 255.0)
+    return out if out.size > 4 else crop_ink(ink)
 
 
 def capture(rng: Rng, ink: np.ndarray) -> tuple[np.ndarray, int]:
@@ -149,7 +142,7 @@ def _one(rng: Rng, ink: np.ndarray, stroke_px: float, attempts: int = 4) -> np.n
         normalised = normalise(on_paper(rng, cov, height))
         if not normalised.blank:
             return normalised.image
-    cov, height = capture(rng, _crop(ink))
+    cov, height = capture(rng, crop_ink(ink))
     return normalise(on_paper(rng, cov, height)).image
 
 
@@ -163,7 +156,7 @@ def _chunk(args: tuple[str, int, int, np.ndarray | None, np.ndarray | None]) -> 
             ink = glyph(fonts[int(rng.integers(len(fonts)))], int(labels[i]))
             out[i] = _one(rng, ink, stroke_px=ink.shape[0] * 0.1)
         else:
-            out[i] = _one(rng, _crop(digits[i].astype(np.float32) / 255.0), stroke_px=2.5)
+            out[i] = _one(rng, crop_ink(digits[i].astype(np.float32) / 255.0), stroke_px=2.5)
     return out
 
 
