@@ -3,9 +3,9 @@
 The API has no ONNX Runtime and no model file (its image keeps only `metadata.json` and
 `aliases.json`, Dockerfile.api): everything here is `common.registry` over those files, read
 on each call (a few small files; versions appear and aliases move while the service runs).
-The workers serve the `production` alias (MODEL_VERSION's default, the same version the
-drift reference of `/v1/slo` is read from); each answer still names the version that
-actually computed it (`model_version`).
+The workers serve the `production` alias (MODEL_VERSION's default; `/v1/slo`'s drift
+reference is exported by the workers themselves, not read here); each answer still names the
+version that actually computed it (`model_version`).
 """
 
 from __future__ import annotations

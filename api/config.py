@@ -54,13 +54,10 @@ class ApiSettings(ServiceSettings):
         return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
 
     # --- observability (api/observability.py) ---
-    slo_availability: float = Field(0.9999, gt=0.0, lt=1.0)
-    """Availability objective: the share of /v1 requests answered without a 5xx."""
-    slo_latency_s: float = Field(2.0, gt=0.0)
-    """Latency objective shown on the dashboard (a bucket edge of the latency histogram)."""
+    prometheus_url: str = "http://127.0.0.1:9090"
+    """Prometheus' HTTP API, which /v1/slo and /dashboard read (`make run` starts one on
+    PROMETHEUS_PORT; compose: http://prometheus:9090). Unreachable: their numbers are unknown."""
     drift_psi_threshold: float = Field(0.2, gt=0.0)
     """Predicted-class PSI above this (with enough samples) is reported as drifting."""
     drift_min_samples: int = Field(200, ge=1)
     """Fewer predictions than this in a window: drift is `insufficient_data`, not judged."""
-    slo_flush_interval_s: float = Field(1.0, gt=0.0)
-    """How often each process adds its counts to the per-minute Redis hashes."""

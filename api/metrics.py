@@ -1,35 +1,34 @@
-"""The API's Prometheus metrics and per-minute SLO counts, recorded by one pure ASGI middleware.
+"""The API's Prometheus metrics, recorded by one pure ASGI middleware.
 
 Multiprocess: with `PROMETHEUS_MULTIPROC_DIR` set (`make run`, compose) every uvicorn worker
 writes its samples under `<dir>/api` and any of them serves the sum on `/metrics`. Without it
 the API is one process and the ordinary registry is exact. prometheus_client picks its
 storage when it is first imported, so the directory is chosen before the import below.
 
-Cost: in multiprocess mode each `inc()`/`observe()` is a locked mmap write (5-10 µs), so a
-request only bumps plain dicts; `apply_pending()` moves the sums into the Prometheus metrics
-every second (and before each scrape of this process).
+Cost: plain `inc()`/`observe()` on every request; in multiprocess mode each is a locked mmap
+write of ~1-3 µs (docs/DESIGN.md, measured), against ~2 ms of CPU per request.
+These counters are the only record of traffic: Prometheus scrapes them, and `/v1/slo` reads
+Prometheus (`api/slo.py`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
 
 import orjson
 
-from common.prom import add_bucketed, use_multiprocess_dir
+from common.prom import use_multiprocess_dir
 
 _MULTIPROC_DIR = use_multiprocess_dir("api", private_if_unset=False)
 
 from prometheus_client import Counter, Gauge, Histogram  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
-from api.periodic import Periodic  # noqa: E402
-from common.rollup import LATENCY_BUCKETS, Rollup, latency_bucket  # noqa: E402
-
-log = logging.getLogger(__name__)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0)
+"""Seconds. 2.0 is an edge: the share within the 2 s objective is exact (`le="2.0"`)."""
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 
 HTTP_REQUESTS = Counter(
     "digits_http_requests",
@@ -56,14 +55,10 @@ REJECTIONS = Counter(
     ["reason"],
 )
 
-ROLLUP = Rollup()
-"""This process's SLO counts, flushed to Redis by `RollupFlusher` (read by `/v1/slo`)."""
-
 UNMATCHED = "unmatched"
-SLO_PREFIXES = ("/v1/", "/v2/models/")
-"""Routes inside the availability/latency SLI: v1 and the Open Inference Protocol's models."""
-SLO_EXCLUDED = frozenset({"/v1/slo"})
-"""Routes outside the availability/latency SLI: the dashboard's own polling is not traffic."""
+COUNTED_PREFIXES = ("/v1/", "/v2/models/")
+"""Routes whose rejections and fallbacks are counted. Which routes are inside the SLI is
+decided once, in deploy/prometheus/rules/recording.yml."""
 SYNC_ROUTES = frozenset({"/v1/predict", "/v1/postcodes"})
 """A 202 from these is a synchronous request that fell back to a job (`wait` ran out)."""
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -71,6 +66,28 @@ _CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 def multiprocess_dir() -> str:
     return _MULTIPROC_DIR
+
+
+def declare_routes(routes: dict[str, list[str]]) -> None:
+    """Create every route's series at zero (`{path: [methods]}`, the OpenAPI paths).
+
+    NOTE: Prometheus' `increase()` cannot see the first value of a series it never saw at
+    zero: a 5xx series born during an outage with 6 in it would count as 0 errors.
+    """
+    for path, methods in routes.items():
+        HTTP_DURATION.labels(path)
+        for method in methods:
+            for status_class in STATUS_CLASSES:
+                HTTP_REQUESTS.labels(path, method.upper(), status_class)
+    SYNC_FALLBACK.inc(0)
+
+
+def forget_this_process() -> None:
+    """On shutdown: this process's live gauges stop counting."""
+    if _MULTIPROC_DIR:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), _MULTIPROC_DIR)
 
 
 def _error_code(body: bytes | None) -> str:
@@ -82,40 +99,8 @@ def _error_code(body: bytes | None) -> str:
     return code if isinstance(code, str) and _CODE.match(code) else "other"
 
 
-class _Pending:
-    """Request counts of this process not yet added to the Prometheus metrics."""
-
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], int] = {}
-        self.latency: dict[str, list] = {}  # route -> [bucket counts..., sum of seconds]
-        self.rejections: dict[str, int] = {}
-        self.fallbacks = 0
-        self.in_flight = 0
-
-
-_PENDING = _Pending()
-_NO_LATENCY = len(LATENCY_BUCKETS) + 1
-
-
-def apply_pending() -> None:
-    """Add the pending request counts to the Prometheus metrics (every second, and on scrape)."""
-    requests, _PENDING.requests = _PENDING.requests, {}
-    latency, _PENDING.latency = _PENDING.latency, {}
-    rejections, _PENDING.rejections = _PENDING.rejections, {}
-    fallbacks, _PENDING.fallbacks = _PENDING.fallbacks, 0
-    for labels, n in requests.items():
-        HTTP_REQUESTS.labels(*labels).inc(n)
-    for route, counts in latency.items():
-        add_bucketed(HTTP_DURATION.labels(route), counts[:_NO_LATENCY], counts[_NO_LATENCY])
-    for reason, n in rejections.items():
-        REJECTIONS.labels(reason).inc(n)
-    if fallbacks:
-        SYNC_FALLBACK.inc(fallbacks)
-    HTTP_IN_FLIGHT.set(_PENDING.in_flight)
-
-
 class MetricsMiddleware:
-    """Counts every HTTP request by route template: a few dict updates per request.
+    """Counts every HTTP request by route template.
 
     Pure ASGI (not BaseHTTPMiddleware): no extra task or body buffering per request.
     """
@@ -139,67 +124,29 @@ class MetricsMiddleware:
                 error_body = message.get("body", b"")[:4096]  # its code is the rejection reason
             await send(message)
 
-        _PENDING.in_flight += 1
+        HTTP_IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_status)
         finally:
-            _PENDING.in_flight -= 1
+            HTTP_IN_FLIGHT.dec()
             _record(scope, status, time.perf_counter() - started, error_body)
 
 
 def _record(scope: Scope, status: int, seconds: float, error_body: bytes | None) -> None:
     route = scope.get("route")
     template = getattr(route, "path_format", None) or UNMATCHED
-    status_class = f"{status // 100}xx"
-    key = (template, scope["method"], status_class)
-    requests = _PENDING.requests
-    requests[key] = requests.get(key, 0) + 1
-    bucket = latency_bucket(seconds)
-    counts = _PENDING.latency.get(template)
-    if counts is None:
-        counts = _PENDING.latency[template] = [0] * _NO_LATENCY + [0.0]
-    counts[bucket] += 1
-    counts[_NO_LATENCY] += seconds
-    if not template.startswith(SLO_PREFIXES) or template in SLO_EXCLUDED:
+    HTTP_REQUESTS.labels(template, scope["method"], f"{status // 100}xx").inc()
+    HTTP_DURATION.labels(template).observe(seconds)
+    if not template.startswith(COUNTED_PREFIXES):
         return
-    counts = {"req": 1, f"lat:{bucket}": 1, f"class:{status_class}": 1}
     if status >= 400:
-        reason = _error_code(error_body)
-        _PENDING.rejections[reason] = _PENDING.rejections.get(reason, 0) + 1
-        counts[f"rej:{reason}"] = 1
+        REJECTIONS.labels(_error_code(error_body)).inc()
     elif status == 202 and template in SYNC_ROUTES:
-        _PENDING.fallbacks += 1
-        counts["fallback"] = 1
-    ROLLUP.add_many(counts)
+        SYNC_FALLBACK.inc()
 
 
-class RollupFlusher:
-    """Adds this process's counts to the current minute in Redis every `interval_s`."""
-
-    def __init__(self, client, interval_s: float = 1.0) -> None:
-        self._redis = client
-        self._loop = Periodic("slo-rollup-flush", interval_s, self.flush)
-
-    def start(self) -> None:
-        self._loop.start()
-
-    async def flush(self) -> None:
-        apply_pending()
-        counts = ROLLUP.drain()
-        if not counts:
-            return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                ROLLUP.pipeline_writes(pipe, counts)
-                await pipe.execute()
-        except Exception as exc:  # Redis down: keep the counts for the next flush
-            ROLLUP.add_many(counts)
-            log.warning("SLO counts not flushed: %s", exc)
-
-    async def stop(self) -> None:
-        await self._loop.stop()
-        await self.flush()
-        if _MULTIPROC_DIR:
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(os.getpid(), _MULTIPROC_DIR)
+def count_shed(route: str, waited_s: float) -> None:
+    """A request refused by api.shedding before it reached the app: a 503 like any other."""
+    HTTP_REQUESTS.labels(route, "POST", "5xx").inc()
+    HTTP_DURATION.labels(route).observe(waited_s)
+    REJECTIONS.labels("overloaded").inc()

@@ -1,73 +1,107 @@
-"""What the lifespan starts for observability: a Redis client, the SLO count flusher, the drift
-reference. Installed on `app.state.observability`; read by `api.routes.metrics`.
+"""What the lifespan starts for observability: a Prometheus client for `/v1/slo`, a Redis
+client for the live state (queues, workers, review backlog). Installed on
+`app.state.observability`; read by `api.routes.metrics`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from api import slo
+from api import queue_stats, slo
 from api.config import ApiSettings
-from api.metrics import MetricsMiddleware, RollupFlusher
-from api.slo import Objectives, Reference
+from api.metrics import MetricsMiddleware, declare_routes, forget_this_process
+from common.reviews import PENDING_REVIEWS_KEY
 
 OBSERVABILITY_TIMEOUT_S = 0.25
-"""Each Redis read of /v1/slo and /metrics gives up after this (issue 18: with Redis paused
-3 s, /v1/slo took 2.55 s on the old 5 s timeout)."""
+"""Each Redis read and Prometheus query of /v1/slo and /metrics gives up after this (issue 18:
+with Redis paused 3 s, /v1/slo took 2.55 s on the old 5 s timeout)."""
+CACHE_S = 1.0
+"""Each API process reuses a report this long, however many dashboards poll it."""
 
 
 class Observability:
     def __init__(self, settings: ApiSettings) -> None:
-        # Own client, so a slow read here never holds a prediction's connection. Short
-        # timeouts: with Redis stalled, /v1/slo and /metrics answer "unknown" within
-        # OBSERVABILITY_TIMEOUT_S instead of waiting on it (a full day's read takes ~ms).
+        # Own client, so a slow read here never holds a prediction's connection.
         timeout = OBSERVABILITY_TIMEOUT_S
         self.redis = Redis.from_url(
             settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
-        self.objectives = Objectives(
-            availability=settings.slo_availability,
-            latency_s=settings.slo_latency_s,
-            drift_psi=settings.drift_psi_threshold,
-            drift_min_samples=settings.drift_min_samples,
-        )
-        self._models_dir, self._model_name = settings.models_dir, settings.model_name
-        self._aliases = Path(settings.models_dir) / settings.model_name / "aliases.json"
-        self._reference_stamp: float | None = None
-        self._reference: Reference | None = None
-        self._flusher = RollupFlusher(self.redis, settings.slo_flush_interval_s)
-        self._cache: tuple[float, slo.Counts] | None = None
-        self._reader = slo.CountsReader()
-
-    async def start(self) -> None:
-        self._flusher.start()
+        self.prometheus = slo.Prometheus(settings.prometheus_url, timeout)
+        self.rule = slo.DriftRule(settings.drift_psi_threshold, settings.drift_min_samples)
+        self._worker_stale_s = settings.worker_stale_s
+        self._cache: tuple[float, dict[str, Any]] | None = None
 
     async def stop(self) -> None:
-        await self._flusher.stop()
         await self.redis.aclose()
+        await self.prometheus.aclose()
+        forget_this_process()
 
-    @property
-    def reference(self) -> Reference | None:
-        """The production model's drift reference, re-read when the alias is re-pointed."""
-        try:
-            stamp = self._aliases.stat().st_mtime
-        except OSError:
-            stamp = None
-        if self._reference is None or stamp != self._reference_stamp:
-            self._reference = slo.load_reference(self._models_dir, self._model_name)
-            self._reference_stamp = stamp
-        return self._reference
-
-    async def read_counts(self, now: float) -> slo.Counts:
-        """Window counts, reused for 0.5 s: many open dashboards cost one read per process."""
-        if self._cache and now - self._cache[0] < 0.5:
+    async def report(self) -> dict[str, Any]:
+        """The `/v1/slo` body; parts whose source is down are null, with the reason."""
+        now = time.time()
+        if self._cache and now - self._cache[0] < CACHE_S:
             return self._cache[1]
-        counts = await self._reader.read(self.redis, now)
-        self._cache = (now, counts)
-        return counts
+        body = {"generated_at": round(now, 3), **await self._from_prometheus(now)}
+        body.update(await self._from_redis(now))
+        body["sources"] = {"prometheus": body.pop("_prometheus"), "redis": body.pop("_redis")}
+        self._cache = (now, body)
+        return body
+
+    async def _from_prometheus(self, now: float) -> dict[str, Any]:
+        source = {"url": self.prometheus.url, "ok": True, "reason": None}
+        try:
+            answers = await slo.read(self.prometheus, now)
+        except slo.PrometheusUnavailable as exc:
+            source.update(ok=False, reason=f"Prometheus unavailable: {exc}")
+            return {
+                "_prometheus": source,
+                "objectives": slo.objectives({"now": []}, self.rule),
+                "model": None,
+                "current": None,
+                "windows": None,
+                "timeline": None,
+            }
+        current = slo.current(answers)
+        return {
+            "_prometheus": source,
+            "objectives": slo.objectives(answers, self.rule),
+            "model": current["model"],
+            "current": current,
+            "windows": slo.windows(answers, self.rule),
+            "timeline": slo.timeline(answers, now),
+        }
+
+    async def _from_redis(self, now: float) -> dict[str, Any]:
+        try:
+            queues = await queue_stats.queue_states(self.redis, now)
+            workers = await queue_stats.workers(self.redis, self._worker_stale_s, now)
+            pending = await self.redis.zcard(PENDING_REVIEWS_KEY)
+            oldest = await self.redis.zrange(PENDING_REVIEWS_KEY, 0, 0, withscores=True)
+        except (RedisError, OSError) as exc:  # stalled or down: say so now, do not wait
+            reason = f"Redis unavailable: {type(exc).__name__}: {exc}"
+            return {
+                "_redis": {"ok": False, "reason": reason},
+                "queues": None,
+                "workers": None,
+                "reviews": None,
+            }
+        return {
+            "_redis": {"ok": True, "reason": None},
+            "queues": {
+                queue: {"depth": state.depth, "oldest_age_s": round(state.oldest_age_s, 3)}
+                for queue, state in queues.items()
+            },
+            "workers": workers,
+            "reviews": {
+                "pending": pending,
+                "oldest_age_s": round(max(0.0, now - oldest[0][1]), 3) if oldest else None,
+            },
+        }
 
 
 def install(app: FastAPI) -> None:
@@ -78,5 +112,6 @@ def install(app: FastAPI) -> None:
 async def start(app: FastAPI, settings: ApiSettings) -> Observability:
     observability = Observability(settings)
     app.state.observability = observability
-    await observability.start()
+    paths = app.openapi().get("paths", {})
+    declare_routes({path: list(methods) for path, methods in paths.items()})
     return observability

@@ -14,7 +14,6 @@ import orjson
 from redis.asyncio import Redis
 
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, WORKER_HEARTBEAT_KEY
-from common.rollup import WORKER_STATS_KEY
 
 QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 _PRIORITY_SEP = "\x06\x16"
@@ -65,27 +64,13 @@ async def queue_states(client: Redis, now: float | None = None) -> dict[str, Que
 
 
 async def workers(client: Redis, stale_after_s: float, now: float | None = None) -> list[dict]:
-    """Live workers (recent heartbeat) with the batch sizes they report."""
+    """Live worker processes (recent heartbeat), idle or busy: what they do is in Prometheus."""
     now = time.time() if now is None else now
     beats = await client.zrangebyscore(
         WORKER_HEARTBEAT_KEY, now - stale_after_s, "+inf", withscores=True
     )
-    if not beats:
-        return []
-    names = [name for name, _ in beats]
-    stats = await client.hmget(WORKER_STATS_KEY, names)
-    live = []
-    for (name, seen), raw in zip(beats, stats, strict=True):
-        info = orjson.loads(raw) if raw else {}
-        batches, images = int(info.get("batches", 0)), int(info.get("images", 0))
-        live.append(
-            {
-                "name": name.decode(),
-                "last_seen_s": round(max(0.0, now - seen), 3),
-                "batches": batches,
-                "images": images,
-                "mean_batch_size": round(images / batches, 2) if batches else None,
-                "last_batch_size": info.get("last_batch"),
-            }
-        )
+    live = [
+        {"name": name.decode(), "last_seen_s": round(max(0.0, now - seen), 3)}
+        for name, seen in beats
+    ]
     return sorted(live, key=lambda worker: worker["name"])

@@ -166,14 +166,121 @@ class Ready(_Open):
     workers: int
 
 
+class SloSource(_Open):
+    ok: bool
+    reason: str | None = Field(description="Why this source's numbers are unknown (null if ok).")
+    url: str | None = None
+
+
+class SloSources(_Open):
+    prometheus: SloSource
+    redis: SloSource
+
+
+class SloObjectives(_Open):
+    availability: float | None = Field(description="From Prometheus' recording rules.")
+    latency: float | None = Field(description="Share of requests to answer within latency_s.")
+    latency_s: float | None
+    drift_psi: float
+    drift_min_samples: int
+
+
+class SloLatency(_Open):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class SloConfidence(_Open):
+    bin_width: float
+    counts: list[int]
+    reference: list[float] | None
+
+
+class SloDrift(_Open):
+    state: Literal["insufficient_data", "stable", "usual_mix", "drifting"] = Field(
+        description="`usual_mix`: differs from the training reference, not from the day before."
+    )
+    drifting: bool
+    samples: int
+    observed: list[float] | None
+    reference: list[float] | None
+    psi: float | None = Field(description="PSI of the observed class mix vs the reference.")
+    baseline_samples: int
+    baseline: list[float] | None = Field(description="Class mix of the 24 h before the window.")
+    baseline_psi: float | None
+    threshold: float
+    min_samples: int
+
+
+class SloWindow(_Open):
+    """One window's numbers, all from Prometheus (`increase()` over exactly this window)."""
+
+    seconds: int
+    requests: int
+    errors_5xx: int
+    status_classes: dict[str, int]
+    availability: float | None = Field(description="Null: no request in the window.")
+    error_ratio: float | None
+    burn_rate: float | None = Field(description="Error ratio / error budget (1 = on budget).")
+    error_budget_remaining: float | None
+    latency_s: SloLatency
+    latency_within_objective: float | None
+    throughput_rps: float
+    sync_fallbacks: int
+    rejections: dict[str, int]
+    predictions: int
+    predictions_by_digit: dict[str, int]
+    needs_review: int
+    review_rate: float | None
+    batches: int
+    mean_batch_size: float | None
+    duplicate_results: int
+    confidence_histogram: SloConfidence
+    drift: SloDrift
+
+
+class SloCurrent(_Open):
+    throughput_1m_rps: float | None
+    worker_processes_up: int
+    model: dict[str, str] | None
+    model_processes: int
+
+
+class SloQueue(_Open):
+    depth: int
+    oldest_age_s: float
+
+
+class SloWorker(_Open):
+    name: str
+    last_seen_s: float
+
+
+class SloReviews(_Open):
+    pending: int
+    oldest_age_s: float | None
+
+
+class SloMinute(_Open):
+    minute: float
+    requests: int
+    errors_5xx: int
+
+
 class SloReport(_Open):
+    """`GET /v1/slo`. Parts read from a source that is down are null; `sources` says why."""
+
     generated_at: float
-    objectives: dict[str, Any]
-    model: dict[str, Any] | None
-    queues: dict[str, Any]
-    workers: list[dict[str, Any]]
-    windows: dict[str, Any]
-    timeline: list[dict[str, Any]]
+    sources: SloSources
+    objectives: SloObjectives
+    model: dict[str, str] | None
+    current: SloCurrent | None
+    windows: dict[str, SloWindow] | None
+    timeline: list[SloMinute] | None
+    queues: dict[str, SloQueue] | None
+    workers: list[SloWorker] | None
+    reviews: SloReviews | None
 
 
 # --------------------------------------------------------------------------- models

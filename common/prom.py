@@ -48,21 +48,6 @@ def use_multiprocess_dir(service: str, *, private_if_unset: bool, clear: bool = 
     return path
 
 
-def add_bucketed(histogram, counts: list[int], total: float) -> None:
-    """Add many observations at once: `counts[i]` fell in bucket i, `total` is their sum.
-
-    NOTE: uses the child's `_buckets`/`_sum` (prometheus-client 0.26, pinned): in multiprocess
-    mode every `observe()` is a locked mmap write (~10 µs), so a batch of 256 confidences
-    would cost ~3 ms; this is one write per non-empty bucket. tests/observability checks it.
-    """
-    if not any(counts):
-        return
-    histogram._sum.inc(total)
-    for bucket, count in zip(histogram._buckets, counts, strict=True):
-        if count:
-            bucket.inc(count)
-
-
 _LIVE_FILE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
 
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system tools the test suite drives for real, where they are missing:
-# redis-server (throw-away instances), promtool (rule checks), chromium (dashboard test),
+# redis-server (throw-away instances), promtool (rule checks), prometheus (`make run` and the
+# observability tests), chromium (dashboard test),
 # nginx (the compose load-balancer config is exercised for real), and the handwriting fonts
 # that the synthetic training styles and the robustness sets are drawn from (training/fonts.py
 # lists them; `fonts` needs the venv's Python, VENV_PYTHON, default .venv/bin/python).
 set -euo pipefail
 # Usage: scripts/ensure-tools.sh [command ...]  (default: every tool below)
-declare -A package=([redis-server]=redis-server [promtool]=prometheus [chromium]=chromium [nginx]=nginx-light)
+declare -A package=([redis-server]=redis-server [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium [nginx]=nginx-light)
 wanted=("$@")
-[ ${#wanted[@]} -eq 0 ] && wanted=(redis-server promtool chromium nginx fonts)
+[ ${#wanted[@]} -eq 0 ] && wanted=(redis-server promtool prometheus chromium nginx fonts)
 missing=()
 for tool in "${wanted[@]}"; do
   if [ "$tool" = fonts ]; then

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# `make run`: the whole service on this machine: Redis (reused or started), workers, API, Flower.
+# `make run`: the whole service on this machine: Redis (reused or started), workers, API,
+# Prometheus, Flower.
 # Every process it starts is supervised: one that exits (crash, OOM kill, kill -9) is restarted
 # after a back-off (1 s, doubling to RESTART_MAX_DELAY_S, back to 1 s once it stayed up 60 s),
 # and each restart is logged here and in the service's log. Ctrl-C or SIGTERM stops everything.
 #
 # Knobs (environment): REDIS_URL, REDIS_MAXMEMORY, API_PORT, FLOWER_PORT, FLOWER_USER,
-# FLOWER_PASSWORD, RUN_DIR (logs, Redis data, metrics files; default var/),
+# FLOWER_PASSWORD, PROMETHEUS_PORT, PROMETHEUS_INTERVAL (scrape and rule interval, 5s),
+# RUN_DIR (logs, Redis data, metrics files, Prometheus data; default var/),
 # RESTART_MAX_DELAY_S, and every service setting (README, Configuration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,8 @@ if [ -z "${FLOWER_PASSWORD:-}" ]; then
   export FLOWER_PASSWORD
 fi
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/prometheus}"
+export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+export PROMETHEUS_URL="${PROMETHEUS_URL:-http://127.0.0.1:$PROMETHEUS_PORT}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR" "$LOG"
 
 say() { echo "run.sh $(date +%H:%M:%S): $*"; }
@@ -108,6 +112,25 @@ if [ "${FLOWER:-1}" = 1 ]; then
 fi
 # --- end Flower switch
 
+# --- Prometheus (issue 13): the only store of counts; /v1/slo and /dashboard read it. The
+# repo's rules, scrape every PROMETHEUS_INTERVAL of the API and the workers' metrics port.
+# Without a prometheus binary (and none installable) the service still runs: the dashboard
+# then shows its numbers as unknown.
+prometheus_line="  Prometheus not installed (apt-get install prometheus): dashboard numbers unknown"
+command -v prometheus >/dev/null || scripts/ensure-tools.sh prometheus || true
+if command -v prometheus >/dev/null; then
+  mkdir -p "$RUN_DIR/prometheus-data"
+  sed -e "s|@INTERVAL@|${PROMETHEUS_INTERVAL:-5s}|" -e "s|@RULES@|$PWD/deploy/prometheus/rules|" \
+    -e "s|@API_TARGET@|127.0.0.1:$API_PORT|" -e "s|@WORKER_TARGET@|127.0.0.1:${WORKER_METRICS_PORT:-9100}|" \
+    deploy/prometheus/local.yml >"$RUN_DIR/prometheus.yml"
+  supervise prometheus "$LOG/prometheus.log" prometheus --config.file="$RUN_DIR/prometheus.yml" \
+    --storage.tsdb.path="$RUN_DIR/prometheus-data" --storage.tsdb.retention.time=30d \
+    --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" &
+  pids+=($!)
+  prometheus_line="  Prometheus $PROMETHEUS_URL     (rules: deploy/prometheus/rules)"
+fi
+# --- end Prometheus
+
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && break
   sleep 0.2
@@ -117,7 +140,8 @@ cat <<INFO
   API        http://127.0.0.1:$API_PORT        (docs: /docs, ready: /readyz, metrics: /metrics)
   Dashboard  http://127.0.0.1:$API_PORT/dashboard
 $flower_line
-  Logs       $LOG/{api,worker,flower,redis}.log
+$prometheus_line
+  Logs       $LOG/{api,worker,flower,redis,prometheus}.log
 
   Try: curl -F file=@tests/data/digit7.png http://127.0.0.1:$API_PORT/v1/predict
   A service that exits is restarted (logged here). Ctrl-C stops everything.

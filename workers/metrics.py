@@ -1,20 +1,22 @@
-"""The workers' Prometheus metrics and SLO counts, across Celery's prefork processes.
+"""The workers' Prometheus metrics, across Celery's prefork processes.
 
 Pool processes record into `<PROMETHEUS_MULTIPROC_DIR>/worker` (a private temporary directory
 when the variable is unset); the Celery main process serves their sum on
 `WORKER_METRICS_PORT`. `setup()` runs in the main process before the pool forks
 (`worker_init`), and the metrics are created lazily in each pool process: importing this
 module (Flower does, through `workers.tasks`) changes nothing.
+
+Drift lives with the model: each process exports the reference distributions of the version
+it serves (its metadata.json `reference`) next to its predicted-class counters, so the API and
+Prometheus compare the two without reading the registry.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 
-import orjson
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -24,21 +26,17 @@ from prometheus_client import (
     start_http_server,
 )
 
-from common.prom import LiveCollector, add_bucketed, use_multiprocess_dir
-from common.rollup import (
-    BATCH_BUCKETS,
-    CONFIDENCE_BINS,
-    ROLLUP_TTL_S,
-    WORKER_STATS_KEY,
-    Rollup,
-    confidence_bin,
-)
+from common.prom import LiveCollector, use_multiprocess_dir
 
 log = logging.getLogger(__name__)
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0)
 _WAIT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+CONFIDENCE_BINS = 20
+"""Width 0.05, the bins of `reference.test_confidence_histogram` in the model's metadata."""
 _CONFIDENCE = tuple(round((i + 1) / CONFIDENCE_BINS, 2) for i in range(CONFIDENCE_BINS))
+DIGIT_LABELS = (*map(str, range(10)), "none")
 
 
 class _Metrics:
@@ -78,6 +76,18 @@ class _Metrics:
         self.worker_up = Gauge(
             "digits_worker_up", "Worker processes with a loaded model.", multiprocess_mode="livesum"
         )
+        self.reference_classes = Gauge(
+            "digits_model_reference_class_share",
+            "Share of each predicted class on the served model's test set (its metadata).",
+            ["name", "version", "digit"],
+            multiprocess_mode="livemax",
+        )
+        self.reference_confidence = Gauge(
+            "digits_model_reference_confidence_share",
+            "Share of test-set confidences in each bin (upper edge `le`), from its metadata.",
+            ["name", "version", "le"],
+            multiprocess_mode="livemax",
+        )
 
 
 _metrics: _Metrics | None = None
@@ -97,158 +107,81 @@ def setup() -> None:
     MULTIPROC_DIR = use_multiprocess_dir("worker", private_if_unset=True, clear=True)
 
 
-ROLLUP = Rollup()
-_JOB_BUCKETS = len(_WAIT) + 1
-
-
-class _Batch:
-    """Per-message prediction counts, added to the metrics once per message."""
-
-    def __init__(self) -> None:
-        self.digits: dict[str, int] = {}
-        self.confidence = [0] * (CONFIDENCE_BINS + 1)
-        self.confidence_sum = 0.0
-        self.review = 0
-
-
-_batch = _Batch()
-
-
 def record_predictions(answers: list[dict]) -> None:
-    """`BatchRunner(on_predictions=...)`: one job's answers; counted in memory only."""
+    """`BatchRunner(on_predictions=...)`: one job's answers."""
     try:
-        _count(_batch, answers)
+        _count(metrics(), answers)
     except Exception:  # metrics must never fail a job
         log.exception("prediction metrics failed")
 
 
-def _count(batch: _Batch, answers: list[dict]) -> None:
+def _count(m: _Metrics, answers: list[dict]) -> None:
+    digits: dict[str, int] = {}
+    review = 0
     for answer in answers:
         digit = answer["digit"]
         label = "none" if digit is None else str(digit)
-        batch.digits[label] = batch.digits.get(label, 0) + 1
+        digits[label] = digits.get(label, 0) + 1
         if digit is not None:
-            confidence = answer["confidence"]
-            batch.confidence[confidence_bin(confidence)] += 1
-            batch.confidence_sum += confidence
-        if answer["needs_review"]:
-            batch.review += 1
+            m.confidence.observe(answer["confidence"])
+        review += bool(answer["needs_review"])
+    for label, n in digits.items():
+        m.predictions.labels(label).inc(n)
+    if review:
+        m.needs_review.inc(review)
 
 
 def record_batch(stats, payload: dict, max_batch_size: int) -> None:
-    """After `BatchRunner.run`: batch, timing and prediction metrics of one message."""
-    global _batch
-    batch, _batch = _batch, _Batch()
+    """After `BatchRunner.run`: batch and timing metrics of one message."""
     try:
-        _record(batch, stats, payload, max_batch_size)
+        _record(metrics(), stats, payload, max_batch_size)
     except Exception:  # metrics must never fail (and so redeliver) a message
         log.exception("batch metrics failed")
 
 
-def _record(batch: _Batch, stats, payload: dict, max_batch_size: int) -> None:
+def _record(m: _Metrics, stats, payload: dict, max_batch_size: int) -> None:
     images = stats.images
-    jobs = len(payload.get("jobs", ()))
-    job_seconds = max(0.0, time.time() - float(payload.get("enqueued_at", time.time())))
-    counts: dict[str, int] = {"batches": 1, "batch_images": images, "jobs": jobs}
-    m = metrics()
     for start in range(0, images, max_batch_size):
         m.batch_size.observe(min(max_batch_size, images - start))
     if images:
         m.model_seconds.observe(stats.model_seconds)
     m.queue_wait.observe(stats.queue_wait_seconds)
-    if jobs:
-        job_buckets = [0] * _JOB_BUCKETS
-        job_buckets[_bucket(job_seconds, _WAIT)] = jobs
-        add_bucketed(m.job_seconds, job_buckets, job_seconds * jobs)
-    for label, n in batch.digits.items():
-        m.predictions.labels(label).inc(n)
-        counts[f"pred:{label}"] = n
-    add_bucketed(m.confidence, batch.confidence, batch.confidence_sum)
-    for index, n in enumerate(batch.confidence[:CONFIDENCE_BINS]):
-        if n:
-            counts[f"conf:{index}"] = n
-    if batch.review:
-        m.needs_review.inc(batch.review)
-        counts["review"] = batch.review
-    duplicates = stats.report.duplicates
-    if duplicates:
-        m.duplicates.inc(duplicates)
-        counts["dup"] = duplicates
-    ROLLUP.add_many(counts)
-    _process.note_batch(images)
+    job_seconds = max(0.0, time.time() - float(payload.get("enqueued_at", time.time())))
+    for _ in payload.get("jobs", ()):
+        m.job_seconds.observe(job_seconds)
+    if stats.report.duplicates:
+        m.duplicates.inc(stats.report.duplicates)
 
 
-def _bucket(value: float, edges: tuple[float, ...]) -> int:
-    for index, edge in enumerate(edges):
-        if value <= edge:
-            return index
-    return len(edges)
-
-
-class _ProcessStats:
-    """This pool process's batch sizes, flushed with its SLO counts every second."""
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.images = 0
-        self.last_batch = 0
-        self.name = ""
-        self.client = None
-        self.stopped = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def note_batch(self, images: int) -> None:
-        self.batches += 1
-        self.images += images
-        self.last_batch = images
-
-    def flush(self) -> None:
-        counts = ROLLUP.drain()
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            if counts:
-                ROLLUP.pipeline_writes(pipe, counts)
-            stats = {
-                "batches": self.batches,
-                "images": self.images,
-                "last_batch": self.last_batch,
-                "ts": round(time.time(), 3),
-            }
-            pipe.hset(WORKER_STATS_KEY, self.name, orjson.dumps(stats))
-            pipe.expire(WORKER_STATS_KEY, ROLLUP_TTL_S)
-            pipe.execute()
-        except Exception as exc:  # Redis down: keep the counts for the next flush
-            ROLLUP.add_many(counts)
-            log.warning("SLO counts not flushed: %s", exc)
-
-    def run(self, interval_s: float) -> None:
-        while not self.stopped.wait(interval_s):
-            self.flush()
-
-
-_process = _ProcessStats()
-
-
-def process_started(client, name: str, model_name: str, model_version: str) -> None:
-    """In a pool process once its model is loaded: report up, and start flushing counts."""
-    metrics().model_info.labels(model_name, model_version).set(1)
-    metrics().worker_up.set(1)
-    _process.client, _process.name = client, name
-    _process.thread = threading.Thread(
-        target=_process.run, args=(1.0,), name="slo-rollup-flush", daemon=True
+def reference_of(metadata: dict) -> tuple[list[float], list[float]]:
+    """(class shares, confidence-bin shares) a version's metadata.json records, or empty."""
+    reference = metadata.get("reference") or {}
+    classes = reference.get("test_predicted_class_distribution") or reference.get(
+        "train_label_distribution"
     )
-    _process.thread.start()
+    confidence = (reference.get("test_confidence_histogram") or {}).get("fractions") or []
+    classes = [float(p) for p in classes] if classes and len(classes) == 10 else []
+    confidence = [float(p) for p in confidence] if len(confidence) == CONFIDENCE_BINS else []
+    return classes, confidence
+
+
+def process_started(model_name: str, model_version: str, metadata: dict) -> None:
+    """In a pool process once its model is loaded: report up, with the model's reference."""
+    m = metrics()
+    m.model_info.labels(model_name, model_version).set(1)
+    classes, confidence = reference_of(metadata)
+    for digit, share in enumerate(classes):
+        m.reference_classes.labels(model_name, model_version, str(digit)).set(share)
+    for edge, share in zip(_CONFIDENCE, confidence, strict=False):
+        m.reference_confidence.labels(model_name, model_version, str(edge)).set(share)
+    for label in DIGIT_LABELS:  # at zero: Prometheus' increase() needs to see the start
+        m.predictions.labels(label)
+    m.needs_review.inc(0)
+    m.worker_up.set(1)
 
 
 def process_stopping() -> None:
-    """In a pool process on shutdown: last flush, and leave the live gauges."""
-    _process.stopped.set()
-    if _process.client is not None:
-        _process.flush()
-        try:
-            _process.client.hdel(WORKER_STATS_KEY, _process.name)
-        except Exception as exc:  # shutting down: a stale entry is only read for live workers
-            log.warning("worker stats not removed: %s", exc)
+    """In a pool process on shutdown: leave the live gauges."""
     if MULTIPROC_DIR:
         multiprocess.mark_process_dead(os.getpid(), MULTIPROC_DIR)
 

@@ -68,7 +68,7 @@ def load_model(**_: object) -> None:
     )
     _state.heartbeat = Heartbeat(client, name, settings.heartbeat_interval_s)
     _state.heartbeat.start()
-    worker_metrics.process_started(client, name, model.info.name, model.info.version)
+    worker_metrics.process_started(model.info.name, model.info.version, model.metadata())
     log.info(
         "model loaded",
         extra={

@@ -42,13 +42,16 @@ function bars(el, labels, series, opts = {}) {
   svg(el, out);
 }
 
+const WINDOWS = ["5m", "1h", "24h"];
+const UNKNOWN = "unknown";
+
 function latencyChart(data) {
-  const el = $("latency-chart"), W = 600, L = 60, objective = data.objectives.latency_s;
-  const max = Math.max(objective * 1.25, ...["5m", "1h", "24h"].map((w) => data.windows[w].latency_s.p99 || 0));
+  const el = $("latency-chart"), W = 600, L = 60, objective = data.objectives.latency_s || 2;
+  const max = Math.max(objective * 1.25, ...WINDOWS.map((w) => data.windows[w].latency_s.p99 || 0));
   const x = (v) => L + (W - L - 20) * v / max;
   const out = [];
   const colors = { p50: "#3fb950", p95: "#d29922", p99: "#f85149" };
-  ["5m", "1h", "24h"].forEach((w, i) => {
+  WINDOWS.forEach((w, i) => {
     const lat = data.windows[w].latency_s;
     out.push(node("text", { x: 4, y: 30 + i * 64 }, w));
     ["p50", "p95", "p99"].forEach((p, j) => {
@@ -64,62 +67,53 @@ function latencyChart(data) {
 
 function timelineChart(data) {
   const t = data.timeline || [];
-  const labels = t.map((m) => m.minute);
-  bars($("timeline-chart"), labels.map((m, i) => (i % 10 === 0 ? "-" + (t.length - i) + "m" : "")),
+  bars($("timeline-chart"), t.map((m, i) => (i % 10 === 0 ? "-" + (t.length - i) + "m" : "")),
     [{ values: t.map((m) => m.requests), color: "#58a6ff", label: "requests" },
      { values: t.map((m) => m.errors_5xx), color: "#f85149", label: "5xx" }],
     { fmt: (v) => v.toFixed(0) });
 }
 
-function render(data) {
-  last = data;
-  const w = data.windows[windowName], obj = data.objectives;
-  set("model", data.model ? `model ${data.model.name} v${data.model.version}` : "no model reference");
-  set("updated", "updated " + new Date(data.generated_at * 1000).toLocaleTimeString());
-  document.querySelectorAll("#windows button").forEach((b) => b.classList.toggle("active", b.dataset.window === windowName));
+// Prometheus down: every number it holds is unknown, said so, never shown as 100 %.
+function renderUnknownWindows(reason) {
+  for (const id of ["availability", "p99", "throughput", "review-rate", "drift-state", "budget"]) set(id, UNKNOWN, null);
+  for (const id of ["availability-sub", "latency-sub", "throughput-sub", "review-sub", "drift-sub"]) set(id, reason);
+  $("budget-bar").style.width = "0";
+  for (const id of ["tile-availability", "tile-latency", "tile-throughput", "tile-review", "tile-drift"]) tone(id, "unknown");
+  $("slo-table").tBodies[0].replaceChildren();
+  for (const id of ["latency-chart", "timeline-chart", "class-chart", "confidence-chart"]) svg($(id), [node("text", { x: 10, y: 20 }, UNKNOWN + ": " + reason)]);
+}
 
-  set("availability", pct(w.availability), w.availability);
+function renderWindows(data) {
+  const w = data.windows[windowName], obj = data.objectives, now = data.current;
+  set("availability", w.availability == null ? "no traffic" : pct(w.availability), w.availability);
   set("availability-sub", `objective ${pct(obj.availability, 2)} · ${w.requests} requests, ${w.errors_5xx} 5xx`);
   const budget = w.error_budget_remaining;
-  set("budget", "error budget left " + pct(budget, 1), budget);
-  $("budget-bar").style.width = Math.max(0, Math.min(1, budget)) * 100 + "%";
-  $("budget-bar").style.background = budget > 0.5 ? "var(--ok)" : budget > 0 ? "var(--warn)" : "var(--bad)";
+  set("budget", budget == null ? "error budget: no traffic" : `error budget left ${pct(budget, 1)} · burn rate ${num(w.burn_rate, 1)}×`, budget);
+  $("budget-bar").style.width = (budget == null ? 1 : Math.max(0, Math.min(1, budget))) * 100 + "%";
+  $("budget-bar").style.background = budget == null || budget > 0.5 ? "var(--ok)" : budget > 0 ? "var(--warn)" : "var(--bad)";
   tone("tile-availability", w.availability == null ? "" : w.availability >= obj.availability ? "ok" : budget > 0 ? "warn" : "bad");
 
   set("p99", secs(w.latency_s.p99), w.latency_s.p99);
   set("latency-sub", `p50 ${secs(w.latency_s.p50)} · p95 ${secs(w.latency_s.p95)} · ${pct(w.latency_within_objective, 2)} within ${obj.latency_s} s`);
   tone("tile-latency", w.latency_s.p99 == null ? "" : w.latency_s.p99 <= obj.latency_s ? "ok" : "bad");
 
-  set("throughput", num(w.throughput_rps, 2) + " req/s", w.throughput_rps);
-  set("throughput-sub", `${w.predictions} predictions · ${w.sync_fallbacks} sync→202 · ${Object.values(w.rejections).reduce((a, b) => a + b, 0)} rejected`);
-
-  const queues = Object.entries(data.queues);
-  const depth = queues.reduce((a, [, q]) => a + q.depth, 0), age = Math.max(0, ...queues.map(([, q]) => q.oldest_age_s));
-  set("queue-depth", String(depth), depth);
-  set("queue-sub", queues.map(([n, q]) => `${n.replace("digits.", "")} ${q.depth} (oldest ${secs(q.oldest_age_s)})`).join(" · "));
-  tone("tile-queue", age > 2 ? "bad" : age > 0.5 ? "warn" : "ok");
-
-  set("workers-count", String(data.workers.length), data.workers.length);
-  set("batch-sub", `mean batch ${num(w.mean_batch_size, 1)} images over ${w.batches} batches`);
-  tone("tile-workers", data.workers.length ? "ok" : "bad");
+  set("throughput", num(now.throughput_1m_rps, 2) + " req/s", now.throughput_1m_rps);
+  set("throughput-sub", `last minute · ${num(w.throughput_rps, 2)} req/s over ${windowName} · ${w.predictions} predictions · ${w.sync_fallbacks} sync→202 · ${Object.values(w.rejections).reduce((a, b) => a + b, 0)} rejected`);
 
   set("review-rate", pct(w.review_rate, 1), w.review_rate);
   set("review-sub", `${w.needs_review} of ${w.predictions} predictions need review`);
 
   const d = w.drift;
-  if (d) {
-    const label = { drifting: "DRIFTING", stable: "stable", insufficient_data: "too few samples" }[d.state];
-    set("drift-state", label, d.state);
-    set("drift-sub", `PSI ${num(d.psi, 3)} (threshold ${d.threshold}) · χ² ${num(d.chi_square, 1)} · n=${d.samples}`);
-    $("drift-sub").dataset.psi = JSON.stringify(d.psi);
-    tone("tile-drift", d.state === "drifting" ? "bad" : d.state === "stable" ? "ok" : "");
-    bars($("class-chart"), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
-      [{ values: d.observed || [], color: "#58a6ff", label: "observed" },
-       { values: d.reference, color: "#8b98a5", label: "training reference" }],
-      { fmt: (v) => (100 * v).toFixed(0) + "%" });
-  } else {
-    set("drift-state", "no reference", null);
-  }
+  const label = { drifting: "DRIFTING", stable: "stable", usual_mix: "usual mix", insufficient_data: "too few samples" }[d.state];
+  set("drift-state", label, d.state);
+  set("drift-sub", d.reference ? `PSI ${num(d.psi, 3)} vs training · ${num(d.baseline_psi, 3)} vs the day before (threshold ${d.threshold}) · n=${d.samples}` : "no reference exported by the workers");
+  $("drift-sub").dataset.psi = JSON.stringify(d.psi);
+  tone("tile-drift", d.state === "drifting" ? "bad" : d.state === "insufficient_data" ? "" : "ok");
+  bars($("class-chart"), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+    [{ values: d.observed || [], color: "#58a6ff", label: "observed" },
+     { values: d.baseline || [], color: "#d29922", label: "the day before" },
+     { values: d.reference || [], color: "#8b98a5", label: "training reference" }],
+    { fmt: (v) => (100 * v).toFixed(0) + "%" });
   const c = w.confidence_histogram, total = c.counts.reduce((a, b) => a + b, 0);
   bars($("confidence-chart"), c.counts.map((_, i) => (i % 4 === 0 ? (i * c.bin_width).toFixed(1) : "")),
     [{ values: c.counts.map((n) => (total ? n / total : 0)), color: "#58a6ff", label: "observed" },
@@ -130,18 +124,19 @@ function render(data) {
     ["requests", (x) => String(x.requests), (x) => x.requests],
     ["availability", (x) => pct(x.availability), (x) => x.availability],
     ["error budget left", (x) => pct(x.error_budget_remaining, 1), (x) => x.error_budget_remaining],
+    ["burn rate", (x) => num(x.burn_rate, 2), (x) => x.burn_rate],
     ["p50", (x) => secs(x.latency_s.p50), (x) => x.latency_s.p50],
     ["p95", (x) => secs(x.latency_s.p95), (x) => x.latency_s.p95],
     ["p99", (x) => secs(x.latency_s.p99), (x) => x.latency_s.p99],
     ["throughput (req/s)", (x) => num(x.throughput_rps, 3), (x) => x.throughput_rps],
     ["predictions", (x) => String(x.predictions), (x) => x.predictions],
     ["review rate", (x) => pct(x.review_rate, 1), (x) => x.review_rate],
-    ["drift PSI", (x) => (x.drift ? num(x.drift.psi, 3) : "–"), (x) => (x.drift ? x.drift.psi : null)],
+    ["drift PSI", (x) => num(x.drift.psi, 3), (x) => x.drift.psi],
   ];
   $("slo-table").tBodies[0].replaceChildren(...rows.map(([name, fmt, raw]) => {
     const tr = document.createElement("tr");
     tr.innerHTML = `<td>${name}</td>`;
-    for (const win of ["5m", "1h", "24h"]) {
+    for (const win of WINDOWS) {
       const td = document.createElement("td");
       td.id = `w-${win}-${name.split(" ")[0]}`;
       td.textContent = fmt(data.windows[win]);
@@ -150,15 +145,59 @@ function render(data) {
     }
     return tr;
   }));
-  $("workers-table").tBodies[0].replaceChildren(...data.workers.map((wk) => {
+  latencyChart(data);
+  timelineChart(data);
+}
+
+// Redis down: the live state (queues, workers, reviews) is unknown.
+function renderLive(data) {
+  const reason = data.sources.redis.reason;
+  if (data.queues == null) {
+    set("queue-depth", UNKNOWN, null); set("queue-sub", reason); tone("tile-queue", "unknown");
+  } else {
+    const queues = Object.entries(data.queues);
+    const depth = queues.reduce((a, [, q]) => a + q.depth, 0), age = Math.max(0, ...queues.map(([, q]) => q.oldest_age_s));
+    set("queue-depth", String(depth), depth);
+    set("queue-sub", queues.map(([n, q]) => `${n.replace("digits.", "")} ${q.depth} (oldest ${secs(q.oldest_age_s)})`).join(" · "));
+    tone("tile-queue", age > 2 ? "bad" : age > 0.5 ? "warn" : "ok");
+  }
+  const w = data.windows && data.windows[windowName];
+  if (data.workers == null) {
+    set("workers-count", UNKNOWN, null); set("batch-sub", reason); tone("tile-workers", "unknown");
+  } else {
+    set("workers-count", String(data.workers.length), data.workers.length);
+    // An idle worker is live (fresh heartbeat), not broken: no batches is not a fault.
+    set("batch-sub", w ? (w.batches ? `mean batch ${num(w.mean_batch_size, 1)} images over ${w.batches} batches` : "idle: no batches in the window") : "");
+    tone("tile-workers", data.workers.length ? "ok" : "bad");
+  }
+  $("workers-table").tBodies[0].replaceChildren(...(data.workers || []).map((wk) => {
     const tr = document.createElement("tr");
-    for (const v of [wk.name, secs(wk.last_seen_s) + " ago", wk.batches, num(wk.mean_batch_size, 1), wk.last_batch_size ?? "–"]) {
+    for (const v of [wk.name, secs(wk.last_seen_s) + " ago", "live"]) {
       const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
     }
     return tr;
   }));
-  latencyChart(data);
-  timelineChart(data);
+  if (data.reviews == null) {
+    set("review-backlog", UNKNOWN, null); set("backlog-sub", reason); tone("tile-backlog", "unknown");
+  } else {
+    const r = data.reviews;
+    set("review-backlog", String(r.pending), r.pending);
+    set("backlog-sub", r.pending ? `oldest waiting ${ago(r.oldest_age_s)}` : "nothing waiting for a person");
+    tone("tile-backlog", r.oldest_age_s > 86400 ? "bad" : r.oldest_age_s > 3600 ? "warn" : "ok");
+  }
+}
+
+function ago(s) { return s == null ? "–" : s < 120 ? s.toFixed(0) + " s" : s < 7200 ? (s / 60).toFixed(0) + " min" : (s / 3600).toFixed(1) + " h"; }
+
+function render(data) {
+  last = data;
+  set("model", data.model ? `model ${data.model.name} v${data.model.version}` : "model unknown");
+  const down = [data.sources.prometheus, data.sources.redis].filter((s) => !s.ok).map((s) => s.reason);
+  set("updated", "updated " + new Date(data.generated_at * 1000).toLocaleTimeString() + (down.length ? " · " + down.join(" · ") : ""));
+  document.querySelectorAll("#windows button").forEach((b) => b.classList.toggle("active", b.dataset.window === windowName));
+  if (data.windows == null) renderUnknownWindows(data.sources.prometheus.reason);
+  else renderWindows(data);
+  renderLive(data);
   document.body.dataset.ready = "1";
 }
 

@@ -176,10 +176,20 @@ class Stack:
         return done
 
     def worker_batches(self) -> dict[str, int]:
-        """Batches run so far per worker container (hostname), from the service's /v1/slo."""
-        workers = self.client.get("/v1/slo").json()["workers"]
+        """Batches run so far per worker container (hostname), from the compose Prometheus
+        (the only store of counts; a scrape target is one container's IP)."""
+        response = httpx.get(
+            f"http://127.0.0.1:{self.prometheus_port}/api/v1/query",
+            params={"query": "sum by (instance) (digits_batch_size_count)"},
+            timeout=10,
+        )
+        by_ip = {
+            item["metric"]["instance"].rsplit(":", 1)[0]: int(float(item["value"][1]))
+            for item in response.json()["data"]["result"]
+        }
         totals: dict[str, int] = {}
-        for worker in workers:
-            host = worker["name"].rsplit(":", 1)[0]
-            totals[host] = totals.get(host, 0) + int(worker["batches"])
+        for container in self.containers("worker"):
+            networks = self.inspect(container)["NetworkSettings"]["Networks"].values()
+            ips = {network["IPAddress"] for network in networks}
+            totals[self.hostname(container)] = sum(by_ip.get(ip, 0) for ip in ips)
         return totals

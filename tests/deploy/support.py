@@ -44,6 +44,8 @@ WORKER_METRICS = {
     "digits_model_info": "info",
     "digits_worker_up": "gauge",
     "digits_duplicate_results_total": "counter",
+    "digits_model_reference_class_share": "gauge",
+    "digits_model_reference_confidence_share": "gauge",
 }
 KNOWN_METRICS = {**API_METRICS, **WORKER_METRICS}
 """The metric names the application exposes (agreed with the API and worker code)."""

@@ -145,3 +145,39 @@ def test_every_metric_name_is_defined_in_the_application() -> None:
         if not re.search(rf"[\"']{re.escape(stem)}(_total|_info)?[\"']", source):
             missing.append(name)
     assert not missing, f"not defined in api/, workers/ or common/: {missing}"
+
+
+SLI_SELECTOR = re.compile(r"digits_http_request[a-z_]*\{([^}]*)\}")
+
+
+def test_every_sli_rule_uses_the_one_selector() -> None:
+    """The SLI is defined once: the same route matchers in every rule that reads raw traffic,
+    leaving out the service's own endpoints (the dashboard's /v1/slo, health probes)."""
+    from tests.observability.support import SLI, in_sli
+
+    selectors = {
+        match
+        for rule in rules()
+        if rule.get("record", "").startswith("digits:sli_")
+        for match in SLI_SELECTOR.findall(rule["expr"])
+    }
+    assert selectors == {SLI}
+    inside = ["/v1/predict", "/v1/postcodes", "/v1/jobs/{job_id}", "/v2/models/{name}/infer"]
+    outside = ["/v1/slo", "/livez", "/readyz", "/metrics", "/dashboard", "/v2/health/ready"]
+    outside.append("/v2/models/{name}/versions/{version}/ready")
+    assert all(in_sli(route) for route in inside)
+    assert not any(in_sli(route) for route in outside)
+
+
+def test_make_run_config_is_valid(tmp_path: Path) -> None:
+    """deploy/prometheus/local.yml, filled in as scripts/run.sh does, passes promtool."""
+    from tests.observability.prometheus import local_config
+
+    config = tmp_path / "prometheus.yml"
+    config.write_text(local_config("127.0.0.1:8000", "127.0.0.1:9100", "5s"))
+    result = promtool("check", "config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
+    run_sh = (ROOT / "scripts" / "run.sh").read_text()
+    for placeholder in re.findall(r"@[A-Z_]+@", (PROM / "local.yml").read_text()):
+        assert f"s|{placeholder}|" in run_sh, placeholder

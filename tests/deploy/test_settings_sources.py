@@ -30,6 +30,7 @@ WIRING = {
     "MODELS_DIR": "where the images keep the registry (/app/models)",
     "PROMETHEUS_MULTIPROC_DIR": "the tmpfs mounted for prometheus-client",
     "API_KEYS": "a secret, required from .env",
+    "PROMETHEUS_URL": "where the deployment's Prometheus answers (compose: its prometheus service)",
 }
 """Settings the deployment files may give a value: not tunables but facts of the deployment."""
 NOT_PASSED = {"API_HOST", "API_PORT", "WORKER_METRICS_PORT"}

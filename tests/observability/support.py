@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import ROOT, ManagedProcess, RedisServer
+from tests.observability.prometheus import PrometheusServer
 
 DIGIT7_PNG = (ROOT / "tests" / "data" / "digit7.png").read_bytes()
 OUTPUT = ROOT / "test-output"
@@ -27,6 +28,7 @@ class Stack:
     worker: ManagedProcess | None
     api_url: str
     worker_metrics_url: str
+    prometheus: PrometheusServer | None = None
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.api_url, timeout=15)
@@ -35,6 +37,8 @@ class Stack:
         self.api.stop()
         if self.worker:
             self.worker.stop()
+        if self.prometheus:
+            self.prometheus.stop()
         self.redis.stop()
 
 
@@ -79,36 +83,63 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
+SLI = 'route=~"/v1/.+|/v2/models/.+",route!="/v1/slo",route!~".+/ready"'
+"""The SLI selector of deploy/prometheus/rules/recording.yml (a test checks they match)."""
+
+
+def sli_requests(scrape: dict) -> float:
+    """Requests inside the SLI in one scrape of the API's /metrics."""
+    return sum(
+        v
+        for (name, labels), v in scrape.items()
+        if name == "digits_http_requests_total" and in_sli(dict(labels)["route"])
+    )
+
+
+def in_sli(route: str) -> bool:
+    return (
+        route.startswith(("/v1/", "/v2/models/"))
+        and route != "/v1/slo"
+        and not route.endswith("/ready")
+    )
+
+
+def close(got: float, want: float) -> bool:
+    """`increase()` extrapolates a window's count by up to one scrape interval at its end
+    (by interval / age of the series): a count agrees if it is within 1 + 3 %."""
+    return abs(got - want) <= 1 + 0.03 * want
+
+
 def quiescent(stack: Stack) -> dict:
-    """Wait until every process has flushed: the per-minute counts agree with the Prometheus
-    counters of the same events, and nothing changed over more than one flush interval (1 s),
-    so a test can count exactly. Returns the settled `/v1/slo` body."""
+    """Wait until Prometheus has scraped every count the processes hold, its rules have run
+    on them, and nothing moved since: a test can then count exactly. Returns `/v1/slo`."""
     from tests.harness import wait_until
 
     previous: list = [None]
+    prometheus = stack.prometheus
+    assert prometheus is not None
 
     def state() -> tuple[tuple, dict]:
-        api = samples(f"{stack.api_url}/metrics")
-        worker = samples(f"{stack.worker_metrics_url}/metrics")
-        body = httpx.get(f"{stack.api_url}/v1/slo", timeout=5).json()
-        day = body["windows"]["24h"]
-        requests = sum(
-            v
-            for (name, labels), v in api.items()
-            if name == "digits_http_requests_total"
-            and dict(labels)["route"].startswith("/v1/")
-            and dict(labels)["route"] != "/v1/slo"
+        api = sli_requests(samples(f"{stack.api_url}/metrics"))
+        predictions = total(
+            samples(f"{stack.worker_metrics_url}/metrics"), "digits_predictions_total"
         )
-        predictions = total(worker, "digits_predictions_total")
-        return (requests, predictions, day["requests"], day["predictions"]), body
+        scraped = prometheus.scalar(f"sum(digits_http_requests_total{{{SLI}}})")
+        scraped_predictions = prometheus.scalar("sum(digits_predictions_total)")
+        body = httpx.get(f"{stack.api_url}/v1/slo", timeout=5).json()
+        windows = body["windows"] or {}
+        counts = tuple(windows.get(w, {}).get("requests", -1) for w in ("5m", "1h", "24h"))
+        return (api, predictions, scraped, scraped_predictions, *counts), body
 
     def settled():
         now, body = state()
         stable = now == previous[0] and now[0] == now[2] and now[1] == now[3]
+        # Every window's rules have run on the newest scrape when 24 h >= 1 h >= 5 min.
+        stable = stable and now[4] <= now[5] <= now[6]
         previous[0] = now
         return stable and body
 
-    return wait_until(settled, 20, "every process to flush its counts", interval=1.3)
+    return wait_until(settled, 60, "Prometheus to hold every count", interval=1.2)
 
 
 def render(url: str, *args: str) -> subprocess.CompletedProcess:

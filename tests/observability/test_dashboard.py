@@ -1,16 +1,22 @@
-"""The dashboard, rendered by headless Chromium after real traffic, shows `/v1/slo`'s numbers."""
+"""The dashboard, rendered by headless Chromium after real traffic, shows `/v1/slo`'s numbers,
+which are Prometheus'; with Prometheus stopped it shows "unknown", not 100 %."""
 
 from __future__ import annotations
 
 import json
+import signal
 from html.parser import HTMLParser
 
+import httpx
 import pytest
 from PIL import Image
 
+from tests.harness import wait_until
 from tests.observability.support import (
     DIGIT7_PNG,
     OUTPUT,
+    SLI,
+    close,
     json_images,
     predict,
     quiescent,
@@ -46,20 +52,28 @@ def test_dashboard_shows_the_slo_numbers(stack):
     parser = _Raw()
     parser.feed(dom.stdout)
     shown = parser.raw
+    # The page read /v1/slo a moment after the test did: counts agree within one scrape's
+    # extrapolation (`close`), ratios of the same scrapes exactly or nearly.
     for window in ("5m", "1h", "24h"):
         numbers = slo["windows"][window]
-        assert shown[f"w-{window}-requests"] == numbers["requests"]
-        assert shown[f"w-{window}-availability"] == numbers["availability"]
-        assert shown[f"w-{window}-p99"] == numbers["latency_s"]["p99"]
-        assert shown[f"w-{window}-predictions"] == numbers["predictions"]
-        assert shown[f"w-{window}-drift"] == numbers["drift"]["psi"]
+        assert close(shown[f"w-{window}-requests"], numbers["requests"])
+        assert close(shown[f"w-{window}-predictions"], numbers["predictions"])
+        assert shown[f"w-{window}-availability"] == pytest.approx(numbers["availability"])
+        assert shown[f"w-{window}-p99"] == pytest.approx(numbers["latency_s"]["p99"], rel=0.05)
+        assert shown[f"w-{window}-drift"] == pytest.approx(numbers["drift"]["psi"], abs=0.01)
+        assert shown[f"w-{window}-burn"] == pytest.approx(numbers["burn_rate"], abs=0.01)
+    # ... and they are Prometheus' numbers: the whole test history is inside the 24 h window.
+    raw = stack.prometheus.scalar(f"sum(digits_http_requests_total{{{SLI}}})")
+    assert close(shown["w-24h-requests"], raw)
     five = slo["windows"]["5m"]
-    assert shown["availability"] == five["availability"]
-    assert shown["p99"] == five["latency_s"]["p99"]
-    assert shown["review-rate"] == five["review_rate"]
+    assert shown["availability"] == pytest.approx(five["availability"])
+    assert shown["p99"] == pytest.approx(five["latency_s"]["p99"], rel=0.05)
+    assert shown["review-rate"] == pytest.approx(five["review_rate"], abs=0.01)
     assert shown["drift-state"] == five["drift"]["state"]
     assert shown["workers-count"] == len(slo["workers"]) == 2
     assert shown["queue-depth"] == 0
+    assert shown["review-backlog"] == slo["reviews"]["pending"]
+    assert shown["throughput"] is not None and shown["throughput"] >= 0
 
     screenshot = OUTPUT / "dashboard.png"
     screenshot.unlink(missing_ok=True)
@@ -69,3 +83,28 @@ def test_dashboard_shows_the_slo_numbers(stack):
         assert image.size == (1400, 1800)
         colours = image.convert("RGB").resize((140, 180)).getcolors(maxcolors=100_000)
         assert colours is not None and len(colours) > 20  # charts and text, not a blank page
+
+
+def test_dashboard_says_unknown_while_prometheus_is_stopped(stack):
+    stack.prometheus.process.signal(signal.SIGSTOP)
+    try:
+        slo = wait_until(  # each API process reuses a report for 1 s
+            lambda: (
+                (body := httpx.get(f"{stack.api_url}/v1/slo", timeout=5).json())
+                and body["windows"] is None
+                and body
+            ),
+            5,
+            "/v1/slo to say unknown",
+        )
+        dom = render(f"{stack.api_url}/dashboard", "--dump-dom")
+    finally:
+        stack.prometheus.process.signal(signal.SIGCONT)
+    assert slo["windows"] is None
+    assert dom.returncode == 0 and 'data-ready="1"' in dom.stdout, dom.stderr[-2000:]
+    parser = _Raw()
+    parser.feed(dom.stdout)
+    assert parser.raw["availability"] is None and parser.raw["p99"] is None
+    assert ">unknown<" in dom.stdout and "Prometheus unavailable" in dom.stdout
+    assert "100.000 %" not in dom.stdout
+    assert parser.raw["workers-count"] == 2  # Redis still answers: the live state is known

@@ -78,7 +78,8 @@ def test_observability_endpoints_answer_fast_with_redis_stalled(make_stack):
         assert http.get("/v1/slo").status_code == 200
         stack.redis.process.signal(signal.SIGSTOP)
         try:
-            for path, ok in (("/v1/slo", 503), ("/metrics", 200), ("/readyz", 503)):
+            # /v1/slo: 200 with the Redis parts unknown (null, with the reason).
+            for path, ok in (("/v1/slo", 200), ("/metrics", 200), ("/readyz", 503)):
                 started = time.monotonic()
                 response = http.get(path)
                 elapsed = time.monotonic() - started
@@ -86,4 +87,4 @@ def test_observability_endpoints_answer_fast_with_redis_stalled(make_stack):
                 assert elapsed < 1.0, (path, elapsed)  # the old 5 s timeout: 2.55 s measured
         finally:
             stack.redis.process.signal(signal.SIGCONT)
-        wait_until(lambda: http.get("/v1/slo").status_code == 200, 10, "/v1/slo back")
+        wait_until(lambda: http.get("/v1/slo").json()["queues"] is not None, 10, "/v1/slo back")

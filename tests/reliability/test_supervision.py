@@ -69,6 +69,7 @@ def run_sh() -> Iterator[RunSh]:
         "API_PORT": str(port),
         "API_WORKERS": "2",
         "FLOWER_PORT": str(flower),
+        "PROMETHEUS_PORT": str(free_port()),  # its own Prometheus, never the machine's 9090
         "WORKER_METRICS_PORT": str(free_port()),
         "WORKER_CONCURRENCY": "1",
         "HEARTBEAT_INTERVAL_S": "0.5",
@@ -124,16 +125,19 @@ def test_run_sh_restarts_killed_services_and_stops_cleanly_on_sigterm(run_sh, di
     wait_until(lambda: run_sh.in_flight() == 1, 60, "the dead process's gauge dropped", 0.5)
     wait_until(lambda: answers(run_sh.url, body), 60, "answers after the uvicorn kill", 0.5)
 
-    # The API's main process and Flower killed outright: both come back on their ports.
+    # The API's main process, Flower and Prometheus killed outright: all come back.
     flower = run_sh.leader(" flower ")
+    prometheus = run_sh.leader("--storage.tsdb.path=")
     os.kill(api, signal.SIGKILL)
     os.kill(flower, signal.SIGKILL)
+    if prometheus:  # absent only where no prometheus binary could be installed
+        os.kill(prometheus, signal.SIGKILL)
     wait_until(lambda: answers(run_sh.url, body), 120, "answers after the API kill", 0.5)
     wait_until(
         lambda: httpx.get(run_sh.flower_url, timeout=2).status_code == 401, 120, "Flower back"
     )
     log = run_sh.process.log_path.read_text(errors="replace")
-    for name in ("worker", "api", "flower"):
+    for name in ("worker", "api", "flower") + (("prometheus",) if prometheus else ()):
         assert re.search(rf"{name} exited \(status 137\).*restart", log), log[-2000:]
 
     # SIGTERM: every service stops (gracefully), nothing is left behind.
