@@ -162,6 +162,8 @@ def test_every_sli_rule_uses_the_one_selector() -> None:
         for match in SLI_SELECTOR.findall(rule["expr"])
     }
     assert selectors == {SLI}
+    grafana = (DEPLOY / "grafana" / "dashboard.py").read_text()
+    assert f"SLI = '{SLI}'" in grafana  # its 30-day budget panel, the one unrecorded window
     inside = ["/v1/predict", "/v1/postcodes", "/v1/jobs/{job_id}", "/v2/models/{name}/infer"]
     outside = ["/v1/slo", "/livez", "/readyz", "/metrics", "/dashboard", "/v2/health/ready"]
     outside.append("/v2/models/{name}/versions/{version}/ready")
