@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format train bench bench-peers chaos evaluate review-budget fonts venv-serve venv-dev tools clean
+.PHONY: run test lint format train bench bench-peers chaos soak evaluate review-budget fonts venv-serve venv-dev tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,12 @@ bench-peers: venv-dev tools
 chaos: venv-dev tools
 	$(BIN)/pytest tests/reliability -q
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
+
+# Redis memory under sustained traffic (issue 18): 100 sync req/s for 30 min on a throw-away
+# stack, used_memory sampled, its slope extrapolated to a day; exit 1 if it grows or loses.
+SOAK_ARGS ?= --rate 100 --minutes 30
+soak: venv-dev tools
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) test-output .pytest_cache .ruff_cache

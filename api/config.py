@@ -37,6 +37,9 @@ class ApiSettings(ServiceSettings):
     """Admission: a sync request whose expected queue wait exceeds this is refused (503)."""
     max_loop_lag_s: float = Field(0.5, gt=0.0)
     """Admission: sync requests are refused while this process's event loop runs this late."""
+    shed_after_s: float = Field(0.25, gt=0.0)
+    """A sync request whose bytes waited this long before this process could read them is
+    refused at once (503 `overloaded`, prebuilt in the HTTP protocol: api/shedding.py)."""
     max_in_flight: int = Field(512, ge=1)
     """Admission: sync requests waiting at once in one API process; beyond, 503 at once."""
     max_bulk_messages: int = Field(20_000, ge=1)

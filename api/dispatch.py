@@ -25,6 +25,11 @@ from common.contract import QUEUE_INTERACTIVE, JobSpec, PredictMessage, encode_i
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE_HOLD_S = 0.5
+"""After a failed enqueue (Redis unreachable or stalled), new submissions are refused at once
+for this long instead of each waiting out its own Redis timeout: the next flush after it
+tries Redis again (a circuit breaker; measured in `python -m bench.chaos`, "Redis paused")."""
+
 Sender = Callable[[str, dict], None]
 """(queue, message payload) -> None; publishes one `digits.predict` task. Blocking."""
 
@@ -55,6 +60,7 @@ class Dispatcher:
         self._pending: dict[str, _Pending] = {}
         self._in_flight: set[asyncio.Task] = set()
         self._publishing: dict[str, int] = {}
+        self._unavailable_until = 0.0
         # NOTE: one thread: Celery's producer is blocking, and one sender keeps order.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="celery-send")
 
@@ -72,6 +78,8 @@ class Dispatcher:
         `keep_s`: how long the job is kept once answered; `stored`: the record exists already.
         """
         loop = asyncio.get_running_loop()
+        if loop.time() < self._unavailable_until:
+            raise _queue_unavailable()
         accepted = loop.create_future()
         pending = self._pending.setdefault(queue, _Pending())
         pending.jobs.append(NewJob(spec, images, queue, keep_s, stored))
@@ -103,6 +111,12 @@ class Dispatcher:
             self._flush(queue)
 
     async def _publish(self, queue: str, pending: _Pending) -> None:
+        if asyncio.get_running_loop().time() < self._unavailable_until:
+            # They waited for a publish that just failed: refused now, not after another try.
+            for future in pending.accepted:
+                if not future.done():
+                    future.set_exception(_queue_unavailable())
+            return
         try:
             await self._store.create(pending.jobs)
             reply_to = self._reply_to if queue == QUEUE_INTERACTIVE else None
@@ -119,9 +133,8 @@ class Dispatcher:
                     "store_full", "the job store is full; retry later", retry_after_s=5
                 )
             else:
-                error = ServiceUnavailable(
-                    "queue_unavailable", "the job queue is unavailable; retry"
-                )
+                error = _queue_unavailable()
+                self._unavailable_until = asyncio.get_running_loop().time() + UNAVAILABLE_HOLD_S
             for future in pending.accepted:
                 if not future.done():
                     future.set_exception(error)
@@ -149,3 +162,7 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
         self._executor.shutdown(wait=True)
+
+
+def _queue_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("queue_unavailable", "the job queue is unavailable; retry")

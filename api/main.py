@@ -14,13 +14,16 @@ from redis.exceptions import RedisError
 from api import observability
 from api.admission import Admission
 from api.config import ApiSettings
+from api.deadline import StampArrival
 from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
 from api.jobs import JobStore
+from api.metrics import count_shed
 from api.results import ResultListener
 from api.reviews import ReviewStore
 from api.routes import dashboard, docs, health, metrics, models, predict, reviews, v2
 from api.service import PredictionService
+from api.shedding import DeadlineHttpProtocol
 from api.sweeper import Sweeper, SweepPolicy
 from common.contract import TASK_PREDICT
 from common.imaging import set_max_pixels
@@ -147,4 +150,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(dashboard.router)
     docs.install(app)
     observability.install(app)
+    app.add_middleware(StampArrival)  # outermost: the deadline counts from here
+    DeadlineHttpProtocol.configure(settings.shed_after_s, count_shed)
     return app

@@ -17,6 +17,10 @@ from api.jobs import Bound, JobStore, NewJob, is_final, request_digest
 from api.results import ResultListener
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, JobSpec, JobStatus
 
+MIN_USEFUL_WAIT_S = 0.05
+"""A sync request with less than this left of its deadline is refused, not queued: no batch
+turns around that fast, so it could only become a late answer or a 202 nobody asked for."""
+
 
 def status_url(job_id: str) -> str:
     return f"/v1/jobs/{job_id}"
@@ -73,28 +77,48 @@ class PredictionService:
                 "overloaded", f"{self.in_flight} requests already waiting in this process"
             )
 
-    async def predict(self, prepared: Prepared, wait_s: float) -> Response:
-        """Answer within `wait_s`: 200 with the result, or 202 and the job continues.
+    async def predict(
+        self, prepared: Prepared, wait_s: float, arrived: float | None = None
+    ) -> Response:
+        """Answer within `wait_s` of `arrived`: 200 with the result, or 202 and the job goes on.
 
         `wait_s=0` means "enqueue and return": always 202. Call `admit_sync` first.
         """
-        answer = await self.answer(prepared, wait_s)
+        answer = await self.answer(prepared, wait_s, arrived)
         if answer.view is not None:
             return finished(answer.view)
         return accepted(answer.job_id, answer.kind, answer.status)
 
-    async def answer(self, prepared: Prepared, wait_s: float) -> Answer:
+    async def answer(
+        self, prepared: Prepared, wait_s: float, arrived: float | None = None
+    ) -> Answer:
         """The protocol-neutral core of every synchronous route (v1 and v2): the same queue,
-        batching and deadline; the caller turns the outcome into its own HTTP answer."""
+        batching and deadline; the caller turns the outcome into its own HTTP answer.
+
+        The deadline is `arrived` (`api.deadline.arrived_at`) + `wait_s`, less the wait the
+        request spends where no handler sees it; a request with too little of it left is
+        refused (503 `overloaded`) before any work is queued for it.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = (now if arrived is None else arrived) + wait_s
+        if wait_s > 0:
+            deadline -= self.admission.lag.unseen_s
+            if deadline - now < MIN_USEFUL_WAIT_S:
+                raise ServiceUnavailable(
+                    "overloaded",
+                    f"this API process is {now - deadline + wait_s:.2f}s behind; "
+                    "the answer could not come in time; retry",
+                    retry_after_s=1,
+                )
         self.in_flight += 1
         try:
-            return await self._answer(prepared, wait_s)
+            return await self._answer(prepared, wait_s, deadline)
         finally:
             self.in_flight -= 1
 
-    async def _answer(self, prepared: Prepared, wait_s: float) -> Answer:
+    async def _answer(self, prepared: Prepared, wait_s: float, deadline: float) -> Answer:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
         spec = self._spec(prepared)
         kind = str(prepared.kind)
         result = self.listener.expect(spec.id)  # NOTE: registered before the job can finish

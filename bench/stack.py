@@ -22,6 +22,8 @@ class StackConfig:
     api_workers: int = 2
     worker_concurrency: int = 2
     batch_delay_ms: float = 2.0
+    env: tuple[tuple[str, str], ...] = ()
+    """More settings for the worker and the API, e.g. (("MAX_PENDING_REVIEWS", "1000"),)."""
 
     def label(self) -> str:
         return (
@@ -50,6 +52,7 @@ class Stack:
                 name="bench-worker",
                 WORKER_CONCURRENCY=str(config.worker_concurrency),
                 HEARTBEAT_INTERVAL_S="1",
+                **dict(config.env),
             )
             stack._processes.append(worker)
             stack.pids["workers"] = worker.pid
@@ -61,6 +64,7 @@ class Stack:
                 name="bench-api",
                 API_WORKERS=str(config.api_workers),
                 MAX_BATCH_DELAY_MS=str(config.batch_delay_ms),
+                **dict(config.env),
             )
             stack._processes.append(api)
             stack.pids["api"] = api.pid

@@ -34,18 +34,28 @@ def review_id(job_id: str, index: int) -> str:
 
 
 ADD_REVIEWS = """
--- KEYS[1]: pending set. ARGV: now, ttl, then (id, job key, fields json, image) per item.
-local added = 0
-for i = 3, #ARGV, 4 do
+-- KEYS[1]: pending set. ARGV: now, ttl, max pending, then (id, job key, fields json, image)
+-- per item. At max pending, new items are not queued (their answers still say needs_review):
+-- an unattended review queue must not fill Redis. Returns {added, skipped, job keys added...}.
+local added, skipped, jobs = 0, 0, {}
+local room = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
+for i = 4, #ARGV, 4 do
   local id, jobkey, fields, image = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = 'digits:review:' .. id
   if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'fields', fields, 'image', image, 'created_at', ARGV[1])
-    redis.call('EXPIRE', key, ARGV[2])
-    redis.call('ZADD', KEYS[1], ARGV[1], id)
-    redis.call('HINCRBY', jobkey, 'pending_reviews', 1)
-    added = added + 1
+    if added >= room then
+      skipped = skipped + 1
+    else
+      redis.call('HSET', key, 'fields', fields, 'image', image, 'created_at', ARGV[1])
+      redis.call('EXPIRE', key, ARGV[2])
+      redis.call('ZADD', KEYS[1], ARGV[1], id)
+      redis.call('HINCRBY', jobkey, 'pending_reviews', 1)
+      added = added + 1
+      jobs[#jobs + 1] = jobkey
+    end
   end
 end
-return added
+local result = {added, skipped}
+for _, jobkey in ipairs(jobs) do result[#result + 1] = jobkey end
+return result
 """

@@ -30,6 +30,9 @@ class WorkerSettings(ServiceSettings):
     API's sweeper (re-sent after TASK_TIME_LIMIT_S). Must end before the soft time limit."""
     worker_redis_timeout_s: float = Field(10.0, gt=0.0)
     """Worker: read timeout of its own Redis client (results, heartbeat, metrics)."""
+    max_pending_reviews: int = Field(50_000, ge=0)
+    """Review items waiting for a person at most (≈ 2.5 KB each with their job: 125 MB); a
+    flagged image beyond it is answered `needs_review` as always but not queued for review."""
 
     @model_validator(mode="after")
     def _retry_within_limit(self) -> WorkerSettings:

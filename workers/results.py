@@ -63,9 +63,12 @@ class ResultWriter:
         worker_name: str,
         retry_for_s: float = 30.0,
         review_ttl_s: int = 24 * 3600,
+        max_pending_reviews: int = 50_000,
     ) -> None:
         self._redis = client
         self._review_ttl_s = review_ttl_s
+        self._max_pending_reviews = max_pending_reviews
+        self._skip_logged_at = 0.0
         # NOTE: allow-oom: flagged predictions of accepted work are kept even at maxmemory.
         self._add_reviews = client.register_script(ALLOW_OOM + ADD_REVIEWS.lstrip("\n"))
         self._keep_reviewed = client.register_script(KEEP_REVIEWED)
@@ -125,14 +128,23 @@ class ResultWriter:
             except redis.RedisError as exc:
                 log.warning("could not report batch time: %s", exc)
 
-    def add_reviews(self, items: Sequence[ReviewItem]) -> int:
-        """Queue flagged predictions for a person (idempotent: a re-run adds nothing)."""
+    def add_reviews(self, items: Sequence[ReviewItem]) -> tuple[int, int]:
+        """Queue flagged predictions for a person (idempotent: a re-run adds nothing), up to
+        MAX_PENDING_REVIEWS pending; (added, not queued because the review queue was full)."""
         if not items:
-            return 0
-        args: list = [f"{time.time():.6f}", self._review_ttl_s]
+            return 0, 0
+        args: list = [f"{time.time():.6f}", self._review_ttl_s, self._max_pending_reviews]
         for item in items:
             args += [item.review_id, item.job_key, orjson.dumps(item.fields), item.image]
-        added = int(self._add_reviews(keys=[PENDING_REVIEWS_KEY], args=args))
-        job_keys = sorted({item.job_key for item in items})
-        self._keep_reviewed(keys=job_keys, args=[self._review_ttl_s])
-        return added
+        added, skipped, *job_keys = self._add_reviews(keys=[PENDING_REVIEWS_KEY], args=args)
+        if job_keys:
+            keys = sorted({key.decode() if isinstance(key, bytes) else key for key in job_keys})
+            self._keep_reviewed(keys=keys, args=[self._review_ttl_s])
+        if skipped and time.monotonic() - self._skip_logged_at > 60:
+            self._skip_logged_at = time.monotonic()
+            log.warning(
+                "review queue full (MAX_PENDING_REVIEWS=%d): %d flagged images not queued",
+                self._max_pending_reviews,
+                skipped,
+            )
+        return int(added), int(skipped)

@@ -59,6 +59,7 @@ def load_model(**_: object) -> None:
             name,
             retry_for_s=settings.result_write_retry_s,
             review_ttl_s=settings.result_ttl_s,
+            max_pending_reviews=settings.max_pending_reviews,
         ),
         max_batch_size=settings.max_batch_size,
         review_threshold=settings.review_threshold,

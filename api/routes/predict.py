@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.config import ApiSettings
+from api.deadline import arrived_at
 from api.deps import ServiceDep, SettingsDep, StoreDep, caller, require_api_key
 from api.errors import ApiError, json_response
 from api.inputs import (
@@ -68,7 +69,7 @@ async def predict(
     """Read one or more digits; answers within `wait` seconds (200) or returns a job (202)."""
     await service.admit_sync()
     prepared = await _prepare(request, settings, Kind.digits, None)
-    return await service.predict(prepared, min(wait, settings.sync_wait_max_s))
+    return await service.predict(prepared, min(wait, settings.sync_wait_max_s), arrived_at(request))
 
 
 @router.post("/postcodes", openapi_extra=_BODY, responses=prediction_responses(PostcodeResult))
@@ -82,7 +83,7 @@ async def postcodes(
     """Read whole postal codes: each image is segmented and its digits classified in one batch."""
     await service.admit_sync()
     prepared = await _prepare(request, settings, Kind.postcode, length)
-    return await service.predict(prepared, min(wait, settings.sync_wait_max_s))
+    return await service.predict(prepared, min(wait, settings.sync_wait_max_s), arrived_at(request))
 
 
 @router.post(

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from api import catalog, oip
 from api.config import ApiSettings
+from api.deadline import arrived_at
 from api.deps import ServiceDep, SettingsDep, StoreDep, require_api_key
 from api.errors import ApiError, json_response
 from api.inputs import OFFLOAD_BYTES, OFFLOAD_IMAGES, Prepared, prepare_digits, read_body
@@ -151,7 +152,7 @@ async def _infer(
     parsed = oip.parse(body, request.headers.get(oip.HEADER_LENGTH), settings.max_batch_images)
     prepared = await _prepare(parsed, len(body), settings.max_image_pixels)
     wait_s = settings.sync_wait_max_s
-    answer = await service.answer(prepared, wait_s)
+    answer = await service.answer(prepared, wait_s, arrived_at(request))
     if answer.view is None:
         raise ApiError(
             "deadline_exceeded",

@@ -1,0 +1,123 @@
+"""A sync request's deadline counts from when its bytes reached the machine, not from when the
+API process got around to reading them (issue 18 item 3; api/shedding.py, api/deadline.py).
+
+The API process is frozen (SIGSTOP) with a request sitting unread in its socket: the wait no
+handler sees, made on purpose. A real worker and the real model answer whatever is admitted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import orjson
+import pytest
+
+from tests.harness import process_table, wait_until
+from tests.reliability.conftest import batch_body
+
+pytestmark = pytest.mark.integration
+
+
+def _raw_request(path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict, bytes]:
+    """Status, headers and body of one HTTP/1.1 response (Content-Length framed)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def _uvicorn_processes(api_pid: int) -> list[int]:
+    """The API's process and its children: every process that could read the socket."""
+    return [pid for pid, parent, _ in process_table() if pid == api_pid or parent == api_pid]
+
+
+def _send_while_frozen(stack, path: str, body: bytes, frozen_s: float):
+    """Send one request to a frozen API, thaw it after `frozen_s`; (status, headers, body,
+    seconds from send to the end of the answer)."""
+    pids = _uvicorn_processes(stack.api.pid)
+    with socket.create_connection(("127.0.0.1", stack.api_port), timeout=10) as sock:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            sock.sendall(_raw_request(path, body))
+            time.sleep(frozen_s)  # the request ages, unread, in the socket (the point here)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        status, headers, payload = _read_response(sock)
+        return status, headers, payload, time.monotonic() - started
+
+
+@pytest.fixture()
+def stack(make_stack):
+    stack = make_stack(SHED_AFTER_S="0.3")
+    stack.add_worker()
+    with stack.http() as http:  # warm: the model is loaded, the connection pools are open
+        wait_until(lambda: http.get("/readyz").status_code == 200, 30, "readiness")
+    return stack
+
+
+def test_a_sync_request_that_waited_unread_is_shed_at_once_with_a_json_503(stack, digits):
+    body = orjson.dumps(batch_body(digits[0][:1]))
+    status, headers, payload, _ = _send_while_frozen(stack, "/v1/predict", body, 0.6)
+    assert status == 503
+    error = orjson.loads(payload)["error"]
+    assert error["code"] == "overloaded" and "waited" in error["message"]
+    assert headers["retry-after"] == "1" and headers["connection"] == "close"
+    with stack.http() as http:
+        metrics = http.get("/metrics").text
+        assert 'route="/v1/predict",status_class="5xx"' in metrics.replace('method="POST",', ""), (
+            "the shed request is counted as a 5xx of its route"
+        )
+        one = batch_body(digits[0][:1])  # served again once the loop caught up (loop lag)
+        wait_until(lambda: http.post("/v1/predict", json=one).status_code == 200, 5, "a 200")
+
+
+def test_bulk_submissions_are_not_shed_by_the_sync_rule(stack, digits):
+    body = orjson.dumps(batch_body(digits[0][:1]))
+    status, _, payload, _ = _send_while_frozen(stack, "/v1/jobs", body, 0.6)
+    assert status == 202, payload
+
+
+def test_the_deadline_counts_from_arrival_so_a_late_read_is_not_answered_late(make_stack, digits):
+    """Shedding off (SHED_AFTER_S=60): the request is read 1.9 s after it arrived, so only
+    ~0.1 s of its 2 s is left, which no batch turns around in with the worker frozen."""
+    stack = make_stack(SHED_AFTER_S="60")
+    worker = stack.add_worker()
+    with stack.http() as http:
+        wait_until(lambda: http.get("/readyz").status_code == 200, 30, "readiness")
+    worker.signal(signal.SIGSTOP)
+    try:
+        body = orjson.dumps(batch_body(digits[0][:1]))
+        status, _, payload, elapsed = _send_while_frozen(stack, "/v1/predict", body, 1.9)
+    finally:
+        worker.signal(signal.SIGCONT)
+    assert elapsed < 2.0 + 0.05, f"answered {elapsed:.3f}s after it was sent"
+    assert status in (202, 503), payload  # the job goes on (202) or was refused: never late
+
+
+def test_requests_read_in_time_are_served_as_usual(stack, digits):
+    body = orjson.dumps(batch_body(digits[0][:1]))
+    status, _, payload, elapsed = _send_while_frozen(stack, "/v1/predict", body, 0.1)
+    assert status == 200, payload
+    assert orjson.loads(payload)["predictions"][0]["digit"] == int(digits[1][0])
+    assert elapsed < 2.0
