@@ -212,20 +212,14 @@ def check_promotion(
     return None
 
 
-def promote(
-    models_dir: str | Path,
-    name: str,
-    version: int | str,
-    *,
-    alias: str = PRODUCTION,
-    force: bool = False,
-) -> int:
-    """Point `alias` at `version` (returned); refuses per `check_promotion` unless `force`."""
+def promotion_refusal(
+    models_dir: str | Path, name: str, version: int | str, *, alias: str = PRODUCTION
+) -> tuple[int, str | None]:
+    """(version number, why the gate refuses to point `alias` at it, or None)."""
     version_number = int(resolve(models_dir, name, version).name)
     candidate_meta = read_metadata(models_dir, name, version_number)
     candidate, _ = metrics_of(candidate_meta)
-    table = read_aliases(models_dir, name)
-    current_version = table.get(alias)
+    current_version = read_aliases(models_dir, name).get(alias)
     current, current_meta = None, None
     if current_version is not None and current_version != version_number:
         try:
@@ -241,12 +235,31 @@ def promote(
         reason = check_robustness(
             mine, theirs, version=version_number, current_version=current_version
         )
-    if reason and not force:
-        raise PromotionRefusedError(f"refusing to promote: {reason}; use force to override")
-    table[alias] = version_number
+    return version_number, reason
+
+
+def write_aliases(models_dir: str | Path, name: str, table: dict[str, int]) -> None:
+    """Replace aliases.json in one rename: a reader sees the old table or the new one."""
     _write_json_atomic(
         _model_dir(models_dir, name) / ALIASES_FILE, {k: str(v) for k, v in table.items()}
     )
+
+
+def promote(
+    models_dir: str | Path,
+    name: str,
+    version: int | str,
+    *,
+    alias: str = PRODUCTION,
+    force: bool = False,
+) -> int:
+    """Point `alias` at `version` (returned); refuses per `check_promotion` unless `force`."""
+    version_number, reason = promotion_refusal(models_dir, name, version, alias=alias)
+    if reason and not force:
+        raise PromotionRefusedError(f"refusing to promote: {reason}; use force to override")
+    table = read_aliases(models_dir, name)
+    table[alias] = version_number
+    write_aliases(models_dir, name, table)
     return version_number
 
 
@@ -290,3 +303,23 @@ def publish(
             raise
         return version
     raise RegistryError(f"could not allocate a version number under {root}")
+
+
+def publish_as(models_dir: str | Path, name: str, staged: Path, version: int) -> int:
+    """Give a complete staged folder the number it already has elsewhere (an export from the
+    MLflow registry): the same claim-then-rename as `publish`, refused if that number exists."""
+    root = _model_dir(models_dir, name)
+    if Path(staged).resolve().parent != root.resolve():
+        raise RegistryError(f"{staged} must be a staging folder directly inside {root}")
+    target = root / str(version)
+    try:
+        target.mkdir()
+    except FileExistsError:
+        raise RegistryError(f"{target} exists: versions are never overwritten") from None
+    try:
+        os.rename(staged, target)
+    except BaseException:
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
+    return version

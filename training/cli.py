@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
         help="registry root (default: $MODELS_DIR or ./models)",
     )
     common.add_argument("--name", default="mnist_cnn", help="model name (default: mnist_cnn)")
+    common.add_argument(
+        "--mlflow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="track and register in MLflow ($MLFLOW_TRACKING_URI, default var/mlflow/), "
+        "aliases exported to aliases.json; --no-mlflow: the folder registry alone",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -97,6 +104,22 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("version", help="a version number or an alias")
     promote.add_argument("--alias", default=registry.PRODUCTION)
     promote.add_argument("--force", action="store_true", help="skip the accuracy rules")
+    rollback = reg_commands.add_parser(
+        "rollback",
+        parents=[common],
+        help="move an alias back to the version it pointed at before (MLflow records it)",
+    )
+    rollback.add_argument("--alias", default=registry.PRODUCTION)
+    reg_commands.add_parser(
+        "import-mlflow",
+        parents=[common],
+        help="register the folder versions MLflow lacks (a run each), and their aliases",
+    )
+    reg_commands.add_parser(
+        "export",
+        parents=[common],
+        help="write the MLflow registry into the folder repository the workers read",
+    )
 
     reviews = commands.add_parser("reviews", help="labelled examples from the review queue")
     reviews_commands = reviews.add_subparsers(dest="reviews_command", required=True)
@@ -156,13 +179,73 @@ def _train(args: argparse.Namespace) -> int:
         f"version {result.version} written to {result.path}: test accuracy "
         f"{m['test_accuracy']:.4%}, loss {m['test_loss']:.4f}"
     )
+    tracker = None
+    if args.mlflow:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tracker = _track_trained(args, result.version)
+        except MlflowException as exc:
+            print(
+                f"error: MLflow: {exc}; the version folder is written, register it later with "
+                "`python -m training registry import-mlflow`",
+                file=sys.stderr,
+            )
+            return 4
     if args.promote:
         try:
-            registry.promote(args.models_dir, args.name, result.version)
+            if tracker is not None:
+                tracker.promote(args.models_dir, args.name, result.version)
+            else:
+                registry.promote(args.models_dir, args.name, result.version)
         except registry.PromotionRefusedError as exc:
             print(f"not promoted: {exc}", file=sys.stderr)
             return 3
         print(f"version {result.version} promoted to {registry.PRODUCTION}")
+    return 0
+
+
+def _track_trained(args: argparse.Namespace, version: int):  # -> training.tracking.Tracker
+    """The new version as an MLflow run and registered version, aliased `candidate`."""
+    from training.tracking import CANDIDATE, Tracker
+
+    tracker = Tracker()
+    tracker.import_folders(args.models_dir, args.name, below=version)
+    mlflow_version = tracker.log_version(args.models_dir, args.name, version, source="train")
+    tracker.set_alias(args.models_dir, args.name, CANDIDATE, version)
+    print(
+        f"MLflow ({tracker.uri}): {args.name} version {mlflow_version} registered, "
+        f"alias {CANDIDATE}"
+    )
+    return tracker
+
+
+def _registry_mlflow(args: argparse.Namespace) -> int:
+    """The registry verbs that go through MLflow (promote, rollback, import, export)."""
+    from training.tracking import Tracker
+
+    tracker = Tracker()
+    models_dir, name = args.models_dir, args.name
+    command = args.registry_command
+    if command == "import-mlflow":
+        added = tracker.import_folders(models_dir, name)
+        report = tracker.export(models_dir, name)
+        print(f"registered in MLflow: {added or 'nothing new'}; aliases {report.aliases}")
+        return 0
+    if command == "export":
+        tracker.import_folders(models_dir, name)
+        report = tracker.export(models_dir, name)
+        print(
+            f"exported to {models_dir}: versions {report.written or 'none new'}, "
+            f"aliases {report.aliases}"
+        )
+        return 0
+    if command == "rollback":
+        version, _ = tracker.rollback(models_dir, name, args.alias)
+    else:
+        report = tracker.promote(models_dir, name, args.version, alias=args.alias, force=args.force)
+        version = report.aliases[args.alias]
+    print(f"{name} {args.alias} -> version {version}")
     return 0
 
 
@@ -183,6 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             metadata = registry.read_metadata(args.models_dir, args.name, args.version)
             print(json.dumps(metadata, indent=2))
             return 0
+        if args.mlflow:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                return _registry_mlflow(args)
+            except MlflowException as exc:
+                print(f"error: MLflow: {exc}", file=sys.stderr)
+                return 2
+        if args.registry_command != "promote":
+            print(f"error: registry {args.registry_command} needs MLflow", file=sys.stderr)
+            return 2
         version = registry.promote(
             args.models_dir, args.name, args.version, alias=args.alias, force=args.force
         )

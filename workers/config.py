@@ -10,6 +10,9 @@ from common.settings import ServiceSettings
 class WorkerSettings(ServiceSettings):
     model_version: str = "production"
     """A version number or an alias from `models/<name>/aliases.json`."""
+    model_reload_interval_s: float = Field(1.0, ge=0.0)
+    """How often each process checks whether MODEL_VERSION (an alias) moved, to load and warm
+    the new version in the background and switch between batches (0: never; workers/reload.py)."""
     worker_concurrency: int = Field(2, ge=1)
     """Prefork processes, each with its own model copy; one per core is right for ONNX Runtime."""
     worker_autoscale: str = ""

@@ -126,6 +126,7 @@ class BatchRunner:
 
     def run(self, payload: dict) -> BatchStats:
         message = PredictMessage.from_dict(payload)
+        model = self.model  # once per batch: a hot reload swaps it between batches only
         queue_wait = max(0.0, time.time() - message.enqueued_at)
         ids = [job.id for job in message.jobs]
         self.writer.mark_running(ids)
@@ -135,7 +136,7 @@ class BatchRunner:
             expected = sum(job.n for job in message.jobs)
             if len(images) != expected:
                 raise ValueError(f"message carries {len(images)} images for {expected}")
-            probabilities = self._predict(images)
+            probabilities = self._predict(model, images)
         except Exception as exc:  # the whole batch failed: every job says so explicitly
             log.exception("batch failed", extra={"job_ids": ids})
             timed_out = isinstance(exc, SoftTimeLimitExceeded)
@@ -146,7 +147,7 @@ class BatchRunner:
         model_seconds = time.perf_counter() - started
         outcomes, reviews, offset = [], [], 0
         for job in message.jobs:
-            outcome = self._outcome(job, probabilities[offset : offset + job.n])
+            outcome = self._outcome(job, probabilities[offset : offset + job.n], model)
             outcomes.append(outcome)
             reviews += review_items(
                 job, outcome, images[offset : offset + job.n], self.review_threshold
@@ -165,14 +166,17 @@ class BatchRunner:
         )
         return BatchStats(len(images), model_seconds, queue_wait, report)
 
-    def _predict(self, images: np.ndarray) -> np.ndarray:
+    def _predict(self, model: DigitModel, images: np.ndarray) -> np.ndarray:
         chunks = [
-            self.model.predict(images[i : i + self.max_batch_size])
+            model.predict(images[i : i + self.max_batch_size])
             for i in range(0, len(images), self.max_batch_size)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, 10), dtype=np.float32)
 
-    def _outcome(self, job: JobSpec, probabilities: np.ndarray) -> Outcome:
+    def _outcome(
+        self, job: JobSpec, probabilities: np.ndarray, model: DigitModel | None = None
+    ) -> Outcome:
+        model = model or self.model
         try:
             blank = set(job.meta.get("blank", ()))
             answers = predictions(probabilities, blank, self.review_threshold)
@@ -182,7 +186,7 @@ class BatchRunner:
                 "id": job.id,
                 "status": str(JobStatus.DONE),
                 "kind": str(job.kind),
-                "model_version": self.model.info.version,
+                "model_version": model.info.version,
             }
             if job.kind is JobKind.POSTCODE:
                 body.update(self._postcodes(job, probabilities))

@@ -24,6 +24,7 @@ from workers.app import celery_app, settings
 from workers.heartbeat import Heartbeat
 from workers.inference import BatchRunner
 from workers.model import DigitModel
+from workers.reload import AliasWatcher
 from workers.results import ResultWriter
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 class _ProcessState:
     runner: BatchRunner | None = None
     heartbeat: Heartbeat | None = None
+    watcher: AliasWatcher | None = None
 
 
 _state = _ProcessState()
@@ -69,6 +71,7 @@ def load_model(**_: object) -> None:
     )
     _state.heartbeat = Heartbeat(client, name, settings.heartbeat_interval_s)
     _state.heartbeat.start()
+    _state.watcher = watch_alias(model)
     worker_metrics.process_started(model.info.name, model.info.version, model.metadata())
     log.info(
         "model loaded",
@@ -88,6 +91,38 @@ def load_directory(path: str) -> PostcodeDirectory | None:
     return PostcodeDirectory.load(path) if path else None
 
 
+def watch_alias(model: DigitModel) -> AliasWatcher | None:
+    """Hot reload when MODEL_VERSION is an alias (a pinned number never moves)."""
+    if settings.model_version.isdigit() or settings.model_reload_interval_s <= 0:
+        return None
+    watcher = AliasWatcher(
+        settings.models_dir,
+        settings.model_name,
+        settings.model_version,
+        model.info.version,
+        load=lambda version: DigitModel.load(
+            settings.models_dir, settings.model_name, version, settings.inference_threads
+        ),
+        on_switch=switch_model,
+        interval_s=settings.model_reload_interval_s,
+    )
+    watcher.start()
+    return watcher
+
+
+def switch_model(model: DigitModel) -> None:
+    """From the watcher thread, with `model` loaded and warm: the next batch runs on it."""
+    if _state.runner is None:
+        return
+    old = _state.runner.model
+    _state.runner.model = model
+    try:
+        worker_metrics.metrics().model_info.labels(old.info.name, old.info.version).set(0)
+        worker_metrics.process_started(model.info.name, model.info.version, model.metadata())
+    except Exception:  # metrics must never stop a switch
+        log.exception("model metrics not updated")
+
+
 @worker_shutting_down.connect
 def bound_shutdown(**_: object) -> None:
     """In the main process: no pool process may hold the shutdown up beyond the grace."""
@@ -96,6 +131,8 @@ def bound_shutdown(**_: object) -> None:
 
 @worker_process_shutdown.connect
 def stop_heartbeat(**_: object) -> None:
+    if _state.watcher:
+        _state.watcher.stop()
     if _state.heartbeat:
         _state.heartbeat.stop()
     worker_metrics.process_stopping()

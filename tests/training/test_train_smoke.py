@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from common import registry
+from training.tracking import SOURCE_TAG, Tracker
 
 EXPECTED_METADATA = {
     "name",
@@ -36,7 +37,8 @@ EXPECTED_METADATA = {
 
 
 @pytest.mark.slow
-def test_smoke_training_writes_a_complete_version(tmp_path: Path) -> None:
+@pytest.mark.timeout(480)  # a 2-core box shared with other suites
+def test_smoke_training_writes_a_complete_version(tmp_path: Path, mlflow_store: str) -> None:
     command = [sys.executable, "-m", "training", "train", "--models-dir", str(tmp_path)]
     command += ["--limit", "2000", "--epochs", "1", "--promote"]
     command += [
@@ -47,11 +49,12 @@ def test_smoke_training_writes_a_complete_version(tmp_path: Path) -> None:
         "--architecture",
         "notebook",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=420, check=False)
     # 1 epoch on 2,000 images cannot reach 99 %: the version is written, promotion refused
     assert done.returncode == 3, done.stdout + done.stderr
     assert "not promoted" in done.stderr
-    assert registry.read_aliases(tmp_path, "mnist_cnn") == {}
+    # registered in MLflow as the candidate, exported; production untouched
+    assert registry.read_aliases(tmp_path, "mnist_cnn") == {"candidate": 1}
 
     folder = registry.resolve(tmp_path, "mnist_cnn", 1)
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -102,6 +105,17 @@ def test_smoke_training_writes_a_complete_version(tmp_path: Path) -> None:
     robustness = metadata["robustness"]["sets"]
     assert set(robustness) == {"fonts", "lowres", "codes", "lowres_codes"}
     assert all(0.0 <= v <= 1.0 for v in robustness.values())
+
+    tracker = Tracker(mlflow_store)
+    assert tracker.mlflow_aliases("mnist_cnn") == {"candidate": tracker.folder_map("mnist_cnn")[1]}
+    mv = tracker.client.get_model_version("mnist_cnn", tracker.folder_map("mnist_cnn")[1])
+    run = tracker.client.get_run(mv.run_id)
+    assert run.data.tags[SOURCE_TAG] == "train" and run.info.status == "FINISHED"
+    assert run.data.params["limit"] == "2000" and run.data.params["architecture"] == "notebook"
+    assert run.data.metrics["test_accuracy"] == m["test_accuracy"]
+    assert run.data.metrics["robustness.fonts"] == metadata["robustness"]["sets"]["fonts"]
+    logged = {a.path for a in tracker.client.list_artifacts(mv.run_id, "model")}
+    assert {"model/model.keras", "model/model.onnx", "model/MODEL_CARD.md"} <= logged
 
     card = (folder / "MODEL_CARD.md").read_text()
     assert "Intended use" in card and "Caveats" in card and "Confusion matrix" in card
