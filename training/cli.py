@@ -121,6 +121,25 @@ def _parser() -> argparse.ArgumentParser:
         help="write the MLflow registry into the folder repository the workers read",
     )
 
+    canary = commands.add_parser("canary", help="judge a canary on reviewed labels")
+    canary_commands = canary.add_subparsers(dest="canary_command", required=True)
+    judge = canary_commands.add_parser(
+        "judge",
+        parents=[common],
+        help="may the candidate be promoted? (reviewed accuracy per version, 95 % CI)",
+        description="Exit 0: promote (and promoted with --promote); 1: wait; 3: reject or the "
+        "registry gate refused.",
+    )
+    judge.add_argument("--candidate", default="candidate", help="alias or version")
+    judge.add_argument("--production", default=registry.PRODUCTION, help="alias or version")
+    judge.add_argument("--min-reviews", type=int, default=30)
+    judge.add_argument("--promote", action="store_true", help="promote it when the verdict says so")
+    judge.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="where the reviewed labels live (default: $REDIS_URL)",
+    )
+
     reviews = commands.add_parser("reviews", help="labelled examples from the review queue")
     reviews_commands = reviews.add_subparsers(dest="reviews_command", required=True)
     export = reviews_commands.add_parser("export", help="write the labelled examples as .npz")
@@ -249,11 +268,40 @@ def _registry_mlflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _judge(args: argparse.Namespace) -> int:
+    from training import canary
+
+    candidate = registry.resolve(args.models_dir, args.name, args.candidate).name
+    production = registry.resolve(args.models_dir, args.name, args.production).name
+    by_version = canary.scores(canary.read_labelled(args.redis_url))
+    mine = by_version.get(candidate, canary.VersionScore(candidate, 0, 0))
+    theirs = by_version.get(production, canary.VersionScore(production, 0, 0))
+    verdict = canary.judge(mine, theirs, args.min_reviews)
+    print(canary.report(mine, theirs, verdict))
+    if verdict.decision != "promote":
+        return 1 if verdict.decision == "wait" else 3
+    if args.promote:
+        try:
+            if args.mlflow:
+                from training.tracking import Tracker
+
+                Tracker().promote(args.models_dir, args.name, int(candidate))
+            else:
+                registry.promote(args.models_dir, args.name, int(candidate))
+        except registry.PromotionRefusedError as exc:
+            print(f"not promoted: {exc}", file=sys.stderr)
+            return 3
+        print(f"{args.name} {registry.PRODUCTION} -> version {candidate}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "canary":
+            return _judge(args)
         if args.command == "reviews":
             from training.reviews import export_labelled
 

@@ -13,6 +13,11 @@ class WorkerSettings(ServiceSettings):
     model_reload_interval_s: float = Field(1.0, ge=0.0)
     """How often each process checks whether MODEL_VERSION (an alias) moved, to load and warm
     the new version in the background and switch between batches (0: never; workers/reload.py)."""
+    canary_share: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of messages (interactive and bulk alike) served by CANARY_ALIAS instead of
+    MODEL_VERSION, drawn per message from its first job id (0: no canary)."""
+    canary_alias: str = "candidate"
+    """The alias the canary serves, followed like MODEL_VERSION (absent: no canary)."""
     worker_concurrency: int = Field(2, ge=1)
     """Prefork processes, each with its own model copy; one per core is right for ONNX Runtime."""
     worker_autoscale: str = ""

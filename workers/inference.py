@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +30,10 @@ class BatchStats:
     model_seconds: float
     queue_wait_seconds: float
     report: WriteReport
+    model_version: str = ""
+    """The version that ran this batch (production or the canary)."""
+    flagged: int = 0
+    """Review items the batch produced."""
 
 
 def predictions(probabilities: np.ndarray, blank: set[int], threshold: float) -> list[dict]:
@@ -91,6 +96,7 @@ def review_items(
             "index": index,
             "path": path,
             "model_digit": answer.get("digit"),
+            "model_version": outcome.body.get("model_version"),
             "confidence": answer.get("confidence"),
             "reason": answer.get("reason", LOW_CONFIDENCE),
         }
@@ -98,6 +104,11 @@ def review_items(
             ReviewItem(review_id(job.id, index), job_key(job.id), fields, images[index].tobytes())
         )
     return items
+
+
+def canary_draw(job_id: str) -> float:
+    """A job id's fixed point in [0, 1): the canary takes the messages below its share."""
+    return int.from_bytes(hashlib.blake2b(job_id.encode(), digest_size=8).digest()) / 2**64
 
 
 class BatchRunner:
@@ -111,8 +122,12 @@ class BatchRunner:
         postcode_review_threshold: float | None = None,
         directory: PostcodeDirectory | None = None,
         on_predictions: Callable[[list[dict]], None] | None = None,
+        canary_share: float = 0.0,
     ) -> None:
         self.model = model
+        self.canary: DigitModel | None = None
+        """The candidate version serving `canary_share` of the messages (None: no canary)."""
+        self.canary_share = canary_share
         self.writer = writer
         self.max_batch_size = max_batch_size
         self.review_threshold = review_threshold
@@ -126,7 +141,7 @@ class BatchRunner:
 
     def run(self, payload: dict) -> BatchStats:
         message = PredictMessage.from_dict(payload)
-        model = self.model  # once per batch: a hot reload swaps it between batches only
+        model = self.model_for(message)  # once per batch: a reload swaps models between batches
         queue_wait = max(0.0, time.time() - message.enqueued_at)
         ids = [job.id for job in message.jobs]
         self.writer.mark_running(ids)
@@ -143,7 +158,8 @@ class BatchRunner:
             code = "timed_out" if timed_out else "inference_failed"
             text = "the batch ran past TASK_SOFT_TIME_LIMIT_S" if timed_out else str(exc)
             outcomes = [self._failed(job, code, text) for job in message.jobs]
-            return BatchStats(0, 0.0, queue_wait, self.writer.finish(outcomes, message.reply_to))
+            report = self.writer.finish(outcomes, message.reply_to)
+            return BatchStats(0, 0.0, queue_wait, report, model.info.version)
         model_seconds = time.perf_counter() - started
         outcomes, reviews, offset = [], [], 0
         for job in message.jobs:
@@ -164,7 +180,17 @@ class BatchRunner:
                 "model_ms": round(model_seconds * 1e3, 3),
             },
         )
-        return BatchStats(len(images), model_seconds, queue_wait, report)
+        return BatchStats(
+            len(images), model_seconds, queue_wait, report, model.info.version, len(reviews)
+        )
+
+    def model_for(self, message: PredictMessage) -> DigitModel:
+        """Production, or the canary for its share of messages: drawn from the first job's id,
+        so a redelivered message is served by the same version."""
+        canary = self.canary
+        if canary is None or self.canary_share <= 0 or not message.jobs:
+            return self.model
+        return canary if canary_draw(message.jobs[0].id) < self.canary_share else self.model
 
     def _predict(self, model: DigitModel, images: np.ndarray) -> np.ndarray:
         chunks = [

@@ -33,11 +33,12 @@ class AliasWatcher:
         models_dir: str | Path,
         name: str,
         alias: str,
-        current_version: str,
+        current_version: str | None,
         *,
         load: Loader,
         on_switch: Callable[[DigitModel], None],
         interval_s: float,
+        on_missing: Callable[[], None] | None = None,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.name = name
@@ -45,6 +46,8 @@ class AliasWatcher:
         self.current_version = current_version
         self._load = load
         self._on_switch = on_switch
+        self._on_missing = on_missing
+        """Called when the alias names no version (a canary alias removed); None: keep serving."""
         self._interval_s = interval_s
         self._path = self.models_dir / name / registry.ALIASES_FILE
         self._seen = self._signature()
@@ -75,6 +78,11 @@ class AliasWatcher:
         try:
             version = registry.resolve(self.models_dir, self.name, self.alias).name
         except registry.RegistryError as exc:
+            if self._on_missing is not None and self.current_version is not None:
+                self.current_version = None
+                self._on_missing()
+                log.info("model alias gone", extra={"model": self.name, "alias": self.alias})
+                return None
             log.error("model alias unreadable, serving version %s: %s", self.current_version, exc)
             return None
         if version == self.current_version:

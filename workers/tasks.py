@@ -19,7 +19,7 @@ from common.contract import TASK_PREDICT
 from common.decoding import PostcodeDirectory
 from common.logs import configure_logging
 from workers import metrics as worker_metrics
-from workers import shutdown
+from workers import shutdown, versions
 from workers.app import celery_app, settings
 from workers.heartbeat import Heartbeat
 from workers.inference import BatchRunner
@@ -34,6 +34,7 @@ class _ProcessState:
     runner: BatchRunner | None = None
     heartbeat: Heartbeat | None = None
     watcher: AliasWatcher | None = None
+    canary_watcher: AliasWatcher | None = None
 
 
 _state = _ProcessState()
@@ -68,10 +69,12 @@ def load_model(**_: object) -> None:
         postcode_review_threshold=settings.postcode_review_threshold,
         directory=directory,
         on_predictions=worker_metrics.record_predictions,
+        canary_share=settings.canary_share,
     )
     _state.heartbeat = Heartbeat(client, name, settings.heartbeat_interval_s)
     _state.heartbeat.start()
     _state.watcher = watch_alias(model)
+    _state.canary_watcher = watch_canary()
     worker_metrics.process_started(model.info.name, model.info.version, model.metadata())
     log.info(
         "model loaded",
@@ -100,14 +103,47 @@ def watch_alias(model: DigitModel) -> AliasWatcher | None:
         settings.model_name,
         settings.model_version,
         model.info.version,
-        load=lambda version: DigitModel.load(
-            settings.models_dir, settings.model_name, version, settings.inference_threads
-        ),
+        load=load_version,
         on_switch=switch_model,
         interval_s=settings.model_reload_interval_s,
     )
     watcher.start()
     return watcher
+
+
+def load_version(version: str) -> DigitModel:
+    return DigitModel.load(
+        settings.models_dir, settings.model_name, version, settings.inference_threads
+    )
+
+
+def watch_canary() -> AliasWatcher | None:
+    """CANARY_SHARE > 0: load CANARY_ALIAS now if it exists, and follow it like production."""
+    if settings.canary_share <= 0 or _state.runner is None:
+        return None
+    try:
+        _state.runner.canary = load_version(settings.canary_alias)
+        version = _state.runner.canary.info.version
+    except Exception as exc:  # no candidate yet (or a broken one): production serves all
+        log.warning("no canary model: %s", exc)
+        version = None
+    watcher = AliasWatcher(
+        settings.models_dir,
+        settings.model_name,
+        settings.canary_alias,
+        version,
+        load=load_version,
+        on_switch=switch_canary,
+        on_missing=lambda: switch_canary(None),
+        interval_s=settings.model_reload_interval_s or 1.0,
+    )
+    watcher.start()
+    return watcher
+
+
+def switch_canary(model: DigitModel | None) -> None:
+    if _state.runner is not None:
+        _state.runner.canary = model
 
 
 def switch_model(model: DigitModel) -> None:
@@ -131,8 +167,9 @@ def bound_shutdown(**_: object) -> None:
 
 @worker_process_shutdown.connect
 def stop_heartbeat(**_: object) -> None:
-    if _state.watcher:
-        _state.watcher.stop()
+    for watcher in (_state.watcher, _state.canary_watcher):
+        if watcher:
+            watcher.stop()
     if _state.heartbeat:
         _state.heartbeat.stop()
     worker_metrics.process_stopping()
@@ -144,6 +181,7 @@ def predict(message: dict) -> None:
         raise RuntimeError("model not loaded in this process")
     stats = _state.runner.run(message)
     worker_metrics.record_batch(stats, message, settings.max_batch_size)
+    versions.record(stats)
 
 
 @worker_init.connect
