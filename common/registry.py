@@ -235,7 +235,28 @@ def promotion_refusal(
         reason = check_robustness(
             mine, theirs, version=version_number, current_version=current_version
         )
+    if reason is None and current_version is not None and current_version != version_number:
+        reason = check_reviewed(
+            candidate_meta, version=version_number, current_version=current_version
+        )
     return version_number, reason
+
+
+def check_reviewed(candidate: dict[str, Any], *, version: int, current_version: int) -> str | None:
+    """Why a promotion is refused on the held-out reviewed examples (metadata `reviewed`,
+    scored side by side with production at training time), or None. A version trained
+    without reviewed examples, or scored against another production, is not judged here."""
+    reviewed = candidate.get("reviewed") or {}
+    production = reviewed.get("production") or {}
+    if reviewed.get("accuracy") is None or production.get("version") != current_version:
+        return None
+    if reviewed["accuracy"] < production["accuracy"]:
+        return (
+            f"version {version} is worse than production version {current_version} on the "
+            f"{reviewed.get('heldout_examples')} held-out reviewed examples "
+            f"({reviewed['accuracy']:.2%} < {production['accuracy']:.2%})"
+        )
+    return None
 
 
 def write_aliases(models_dir: str | Path, name: str, table: dict[str, int]) -> None:

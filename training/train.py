@@ -42,6 +42,8 @@ class TrainConfig:
     """Score the robustness sets (and production on them) for the card and the gate."""
     models_dir: Path = field(default_factory=registry.default_models_dir)
     data_path: Path | None = None
+    reviewed: Path | None = None
+    """Reviewed examples (`reviews export`): most join training, a held-out slice the gate."""
     verbose: int | None = None
     """Keras fit verbosity; None: progress bar on a terminal, one line per epoch otherwise."""
 
@@ -100,6 +102,8 @@ class Splits:
     """Calibration examples: MNIST validation digits plus synthetic captures of them."""
     y_cal: np.ndarray
     n_synthetic: int
+    reviewed: Any = None
+    """The `training.reviewed.ReviewedSet` whose training slice is in x_fit, if any."""
 
 
 def _splits(data: MnistData, config: TrainConfig) -> Splits:
@@ -122,7 +126,14 @@ def _splits(data: MnistData, config: TrainConfig) -> Splits:
         )
         xh, yh = cached_build(held, x_val, y_val, cache)
         x_cal, y_cal = np.concatenate([x_val, xh]), np.concatenate([y_val, yh])
-    return Splits(x_fit, y_fit, x_val, y_val, x_cal, y_cal, n_synthetic)
+    reviewed = None
+    if config.reviewed is not None:
+        from training.reviewed import load_reviewed
+
+        reviewed = load_reviewed(config.reviewed)
+        x_fit = np.concatenate([x_fit, reviewed.x_train])
+        y_fit = np.concatenate([y_fit, reviewed.y_train])
+    return Splits(x_fit, y_fit, x_val, y_val, x_cal, y_cal, n_synthetic, reviewed)
 
 
 def _datasets(splits: Splits, config: TrainConfig) -> tuple[Any, Any]:
@@ -171,6 +182,29 @@ def _robustness(onnx_path: Path, config: TrainConfig) -> dict[str, Any]:
             {"version": int(current.name), "sets": scores["production"]} if current else None
         ),
     }
+
+
+def _reviewed_scores(onnx_path: Path, config: TrainConfig, splits: Splits) -> dict | None:
+    """This model's and production's accuracy on the held-out reviewed slice (the gate's)."""
+    from training import export
+
+    reviewed = splits.reviewed
+    if reviewed is None:
+        return None
+    record = reviewed.describe()
+    if not len(reviewed.y_heldout):
+        return record | {"accuracy": None, "production": None}
+    x = to_model_input(reviewed.x_heldout)
+
+    def accuracy(path: Path) -> float:
+        return float((export.onnx_predict(path, x).argmax(1) == reviewed.y_heldout).mean())
+
+    try:
+        current = registry.resolve(config.models_dir, config.name, registry.PRODUCTION)
+        production = {"version": int(current.name), "accuracy": accuracy(current / "model.onnx")}
+    except registry.RegistryError:
+        production = None
+    return record | {"accuracy": accuracy(onnx_path), "production": production}
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -227,6 +261,7 @@ def train(config: TrainConfig) -> TrainResult:
             "ece_after": expected_calibration_error(calibrate(p_cal, temperature), y_cal),
         }
         robustness = _robustness(onnx_path, config) if config.robustness else None
+        reviewed = _reviewed_scores(onnx_path, config, splits)
         metadata: dict[str, Any] = {
             "name": config.name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -256,6 +291,7 @@ def train(config: TrainConfig) -> TrainResult:
                 "reference_mnist": data.is_reference_mnist,
                 "train_images": n_fit,
                 "synthetic_images": splits.n_synthetic,
+                "reviewed_images": len(splits.reviewed.y_train) if splits.reviewed else 0,
                 "validation_images": n_val,
                 "test_images": len(data.y_test),
             },
@@ -270,6 +306,7 @@ def train(config: TrainConfig) -> TrainResult:
             "metrics": evaluation,
             "calibration": calibration,
             "robustness": robustness,
+            "reviewed": reviewed,
             "keras_metrics": {
                 "test_accuracy": keras_eval["test_accuracy"],
                 "test_loss": keras_eval["test_loss"],

@@ -24,6 +24,7 @@ def add_version(
     name: str = NAME,
     robustness: dict | None = None,
     side_by_side: dict | None = None,
+    extra: dict | None = None,
 ) -> int:
     """A version folder; `robustness`: its {set: accuracy}; `side_by_side`: production's
     scores recorded in the same run ({"version": v, "sets": {...}})."""
@@ -36,7 +37,7 @@ def add_version(
 
     def finalize(version: int) -> None:
         metadata = {"version": version, "created_at": "2026-01-01T00:00:00+00:00"}
-        metadata |= {"metrics": metrics, "robustness": scores}
+        metadata |= {"metrics": metrics, "robustness": scores, **(extra or {})}
         (staged / "metadata.json").write_text(json.dumps(metadata))
 
     return registry.publish(models, name, staged, finalize)
@@ -122,6 +123,25 @@ def test_robustness_of_production_from_the_side_by_side_run(tmp_path: Path) -> N
         registry.promote(tmp_path, NAME, 3)
     old = {"version": 1, "sets": {"fonts": 0.95}}
     add_version(tmp_path, 0.994, robustness={"fonts": 0.97}, side_by_side=old)
+    assert registry.promote(tmp_path, NAME, 4) == 4
+
+
+def test_promotion_refuses_worse_on_the_held_out_reviewed_examples(tmp_path: Path) -> None:
+    add_version(tmp_path, 0.993, robustness={"fonts": 0.95})
+    registry.promote(tmp_path, NAME, 1)
+
+    def reviewed(mine: float, theirs: float, against: int = 1) -> dict:
+        production = {"version": against, "accuracy": theirs}
+        return {"reviewed": {"accuracy": mine, "heldout_examples": 40, "production": production}}
+
+    better = {"fonts": 0.96}
+    add_version(tmp_path, 0.994, robustness=better, extra=reviewed(0.80, 0.85))
+    add_version(tmp_path, 0.994, robustness=better, extra=reviewed(0.80, 0.95, against=7))
+    add_version(tmp_path, 0.994, robustness=better, extra=reviewed(0.85, 0.85))
+    with pytest.raises(registry.PromotionRefusedError, match=r"40 held-out reviewed.*80\.00%"):
+        registry.promote(tmp_path, NAME, 2)
+    # scored against another production: not judged on reviews; a tie is not worse
+    assert registry.promotion_refusal(tmp_path, NAME, 3)[1] is None
     assert registry.promote(tmp_path, NAME, 4) == 4
 
 

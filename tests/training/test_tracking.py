@@ -57,6 +57,7 @@ def test_import_logs_one_run_per_version_and_mirrors_the_aliases(
     assert run.data.metrics["test_accuracy"] == metadata["metrics"]["test_accuracy"]
     assert run.data.metrics["robustness.codes"] == metadata["robustness"]["sets"]["codes"]
     assert run.data.metrics["calibration.temperature"] > 0
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["mnist"]
     losses = client.get_metric_history(run.info.run_id, "epoch.loss")
     assert [m.step for m in losses] == list(range(15))
     files = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from common import registry
+from training.data import load_mnist
 from training.tracking import SOURCE_TAG, Tracker
 
 EXPECTED_METADATA = {
@@ -36,11 +37,27 @@ EXPECTED_METADATA = {
 }
 
 
+def reviewed_file(path: Path) -> Path:
+    """What `reviews export` writes; here MNIST training digits stand in for reviewed ones."""
+    x = load_mnist().x_train[-300:]
+    y = load_mnist().y_train[-300:]
+    np.savez_compressed(
+        path,
+        x=x,
+        y=y,
+        ids=np.array([f"job{i:04d}-0" for i in range(300)]),
+        no_digit_x=np.zeros((5, 28, 28), np.uint8),
+        no_digit_ids=np.array([f"blank{i}-0" for i in range(5)]),
+    )
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(480)  # a 2-core box shared with other suites
 def test_smoke_training_writes_a_complete_version(tmp_path: Path, mlflow_store: str) -> None:
     command = [sys.executable, "-m", "training", "train", "--models-dir", str(tmp_path)]
     command += ["--limit", "2000", "--epochs", "1", "--promote"]
+    command += ["--reviewed", str(reviewed_file(tmp_path / "reviewed.npz"))]
     command += [
         "--synthetic-mnist",
         "300",
@@ -70,7 +87,12 @@ def test_smoke_training_writes_a_complete_version(tmp_path: Path, mlflow_store: 
     assert metadata["version"] == 1
     assert metadata["architecture"]["params"] == 34_826
     assert metadata["parameters"]["limit"] == 2000
-    assert metadata["data"]["train_images"] == 1800 + 600
+    reviewed = metadata["reviewed"]
+    assert reviewed["train_examples"] + reviewed["heldout_examples"] == 300
+    assert 30 <= reviewed["heldout_examples"] <= 90 and reviewed["no_digit_examples"] == 5
+    assert 0.0 <= reviewed["accuracy"] <= 1.0 and reviewed["production"] is None
+    assert metadata["data"]["reviewed_images"] == reviewed["train_examples"]
+    assert metadata["data"]["train_images"] == 1800 + 600 + reviewed["train_examples"]
     assert metadata["data"]["synthetic_images"] == 600
     assert metadata["data"]["validation_images"] == 200
     assert metadata["data"]["test_images"] == 10_000
@@ -114,6 +136,10 @@ def test_smoke_training_writes_a_complete_version(tmp_path: Path, mlflow_store: 
     assert run.data.params["limit"] == "2000" and run.data.params["architecture"] == "notebook"
     assert run.data.metrics["test_accuracy"] == m["test_accuracy"]
     assert run.data.metrics["robustness.fonts"] == metadata["robustness"]["sets"]["fonts"]
+    assert run.data.metrics["reviewed.heldout_accuracy"] == reviewed["accuracy"]
+    inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"mnist", "reviewed"}
+    assert inputs["reviewed"].digest == reviewed["sha256"][:16]
     logged = {a.path for a in tracker.client.list_artifacts(mv.run_id, "model")}
     assert {"model/model.keras", "model/model.onnx", "model/MODEL_CARD.md"} <= logged
 
