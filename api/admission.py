@@ -51,25 +51,11 @@ class LoopLag:
         self._window_s = window_s
         self._ticks: list[tuple[float, float, float]] = []  # (ended at, lasted, lag)
         self.lag_s = 0.0
-        self._tick_started: float | None = None
         self.loop = Periodic("loop-lag", 0.0, self._measure)
-
-    @property
-    def unseen_s(self) -> float:
-        """The wait a request spends outside its handler now: read late, written late.
-
-        Twice the loop's current lateness (the last tick's, or the tick now overdue): the
-        loop reaches a socket and, later, the answer's write each about one loop pass late.
-        """
-        last = self._ticks[-1][2] if self._ticks else 0.0
-        overdue = 0.0
-        if self._tick_started is not None:
-            overdue = asyncio.get_running_loop().time() - self._tick_started - self._interval_s
-        return 2 * max(last, overdue, 0.0)
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()
-        started = self._tick_started = loop.time()
+        started = loop.time()
         await asyncio.sleep(self._interval_s)
         ended = loop.time()
         lag = max(0.0, ended - started - self._interval_s)

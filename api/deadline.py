@@ -1,10 +1,11 @@
 """A synchronous request's deadline counts from when it reached this process.
 
 Under overload a request waits before its handler runs: in the socket until the event loop
-reads it, in the loop while the body arrives, and again before the answer is written. Only
-the middle part is visible to a handler, so `StampArrival` notes when uvicorn handed the
-request over and `PredictionService` subtracts the rest, estimated from the loop's current
-lag (`LoopLag.unseen_s`), from the wait (README: "Deadlines under overload").
+reads it, in the loop while the body arrives, and again before the answer is written. Under
+`python -m api` the HTTP protocol stamps the true arrival (api/shedding.py, from the kernel's
+TCP_INFO); elsewhere `StampArrival` notes when the app got the request. `PredictionService`
+counts the wait from there and subtracts the loop's lag for the write (README: Failure modes,
+overload; docs/DESIGN.md: "Deadlines under overload").
 """
 
 from __future__ import annotations

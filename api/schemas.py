@@ -163,7 +163,11 @@ class Live(_Open):
 
 class Ready(_Open):
     status: Literal["ready"]
-    workers: int
+    workers: int = Field(description="Live workers with a loaded model.")
+    sync: bool = Field(
+        description="Sync requests can be answered now (a worker is live); without one this "
+        "replica still takes bulk jobs, and sync requests get 503 `no_workers` at once."
+    )
 
 
 class SloSource(_Open):

@@ -71,6 +71,14 @@ class PredictionService:
         """Refuse (503) a sync request that could not be answered in time, before its body
         is even read: a refusal must cost far less than the work it avoids."""
         await self.admission.check_sync()
+        if not self.listener.healthy:
+            # The answer could not reach this process: it would only come back as a 202 at
+            # the deadline. Refused now; /readyz says the same, so the balancer moves on.
+            raise ServiceUnavailable(
+                "results_unavailable",
+                "this API process's result subscription is down (reconnecting); retry",
+                retry_after_s=1,
+            )
         if self.in_flight >= self.max_in_flight:
             # This process is the bottleneck: more waiters would only all answer late.
             raise ServiceUnavailable(
@@ -95,22 +103,24 @@ class PredictionService:
         """The protocol-neutral core of every synchronous route (v1 and v2): the same queue,
         batching and deadline; the caller turns the outcome into its own HTTP answer.
 
-        The deadline is `arrived` (`api.deadline.arrived_at`) + `wait_s`, less the wait the
-        request spends where no handler sees it; a request with too little of it left is
-        refused (503 `overloaded`) before any work is queued for it.
+        The deadline is `arrived` (`api.deadline.arrived_at`) + `wait_s`, less the loop's lag;
+        a request that lost most of its wait before it got here is refused (503 `overloaded`)
+        before any work is queued for it. A short `wait` of the client's own is not refused:
+        it ends in a 202 as always.
         """
         loop = asyncio.get_running_loop()
         now = loop.time()
-        deadline = (now if arrived is None else arrived) + wait_s
-        if wait_s > 0:
-            deadline -= self.admission.lag.unseen_s
-            if deadline - now < MIN_USEFUL_WAIT_S:
-                raise ServiceUnavailable(
-                    "overloaded",
-                    f"this API process is {now - deadline + wait_s:.2f}s behind; "
-                    "the answer could not come in time; retry",
-                    retry_after_s=1,
-                )
+        # Time the wait already lost: since arrival, plus the loop's lag, which the answer's
+        # write will wait too (the robust median: one slow step does not refuse the next).
+        lost = (0.0 if arrived is None else now - arrived) + self.admission.lag.lag_s
+        deadline = now + wait_s - lost
+        if wait_s > 0 and lost >= MIN_USEFUL_WAIT_S and deadline - now < MIN_USEFUL_WAIT_S:
+            raise ServiceUnavailable(
+                "overloaded",
+                f"this request waited {lost:.2f}s before this API process could take it; "
+                "its answer could not come in time; retry",
+                retry_after_s=1,
+            )
         self.in_flight += 1
         try:
             return await self._answer(prepared, wait_s, deadline)

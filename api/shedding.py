@@ -38,6 +38,9 @@ V2_INFER_TEMPLATES = (
     "/v2/models/{name}/versions/{version}/infer",
 )
 
+LINGER_S = 2.0
+"""How long a shed connection stays half-open to swallow the rest of its request."""
+
 _TCP_INFO_LEN = 104
 _LAST_DATA_RECV = struct.Struct("=I")
 _LAST_DATA_RECV_OFFSET = 52
@@ -129,6 +132,14 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     def _shed(self, route: str, waited: float) -> None:
         self._shedding = True
         self.transport.write(shed_response(waited, route.startswith("/v2/")))
-        self.transport.close()
+        # A lingering close, as nginx does: closing with the body still unread would send
+        # a RST, which can destroy the 503 before the client reads it (the soak saw 15
+        # ConnectionResetErrors). Half-close, discard what still arrives, close on the
+        # client's EOF or after LINGER_S.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
         if self.on_shed is not None:
             self.on_shed(route, waited)

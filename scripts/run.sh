@@ -132,7 +132,7 @@ fi
 # --- end Prometheus
 
 for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && break
+  curl -fsS "http://127.0.0.1:$API_PORT/readyz?workers=1" >/dev/null 2>&1 && break
   sleep 0.2
 done
 cat <<INFO
@@ -146,6 +146,6 @@ $prometheus_line
   Try: curl -F file=@tests/data/digit7.png http://127.0.0.1:$API_PORT/v1/predict
   A service that exits is restarted (logged here). Ctrl-C stops everything.
 INFO
-curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 || echo "  (not ready yet: see $LOG/worker.log)"
+curl -fsS "http://127.0.0.1:$API_PORT/readyz?workers=1" >/dev/null 2>&1 || echo "  (not ready yet: see $LOG/worker.log)"
 # Until Ctrl-C or SIGTERM: the supervisors never return on their own.
 wait || true

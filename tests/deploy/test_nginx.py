@@ -117,3 +117,58 @@ def test_nginx_proxies_to_the_api_and_hides_metrics(
         assert len(recorder.seen) == count, "/metrics must not reach the API through nginx"
     finally:
         process.stop()
+
+
+class Refusing(Upstream):
+    """A replica that lost Redis: every POST gets the API's 503."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, dict(self.headers), 0))
+        body = b'{"error":{"code":"queue_unavailable","message":"retry"}}'
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_post_refused_by_one_replica_is_retried_on_the_next(
+    tmp_path: Path, upstream: tuple[int, type[Upstream]]
+) -> None:
+    healthy_port, healthy = upstream
+    refusing = type("RefusingRecorder", (Refusing,), {"seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    text = SITE.read_text()
+    # Two replicas, as Docker's DNS gives `api` under `--scale api=2`.
+    group = f"upstream replicas {{ server 127.0.0.1:{server.server_address[1]}; "
+    group += f"server 127.0.0.1:{healthy_port}; }}\n"
+    swaps = {
+        "listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;",
+        "set $api_upstream http://api:8000;": "set $api_upstream http://replicas;",
+        "server {\n": group + "server {\n",
+    }
+    for old, new in swaps.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    site = tmp_path / "site.conf"
+    site.write_text(text)
+    args = [*nginx_args(tmp_path, main_conf(tmp_path, site)), "-g", "daemon off;"]
+    process = ManagedProcess(f"deploy-nginx-{port}", args, {})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: httpx.get(f"{url}/nginx-health", timeout=1).status_code == 200, 15, "nginx"
+        )
+        statuses = [httpx.post(f"{url}/v1/predict", content=b"x", timeout=5) for _ in range(6)]
+        assert [r.status_code for r in statuses] == [200] * 6
+        # The first POST it refused was retried on the other; nginx then leaves it out for
+        # fail_timeout (10 s, max_fails=1): a passive health check, as the issue asked.
+        assert len(refusing.seen) == 1, refusing.seen
+        assert len(healthy.seen) == 6
+    finally:
+        process.stop()
+        server.shutdown()
+        server.server_close()

@@ -121,3 +121,10 @@ def test_requests_read_in_time_are_served_as_usual(stack, digits):
     assert status == 200, payload
     assert orjson.loads(payload)["predictions"][0]["digit"] == int(digits[1][0])
     assert elapsed < 2.0
+
+
+def test_a_short_wait_of_the_client_s_own_ends_in_a_202_not_a_refusal(stack, digits):
+    """`wait=0.01` is the client's choice, not time lost in the server (schemathesis sent it)."""
+    with stack.http() as http:
+        response = http.post("/v1/predict?wait=0.01", json=batch_body(digits[0][:1]))
+    assert response.status_code in (200, 202), response.text

@@ -91,7 +91,7 @@ def run_sh() -> Iterator[RunSh]:
 
 
 def ready(url: str) -> bool:
-    return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    return httpx.get(f"{url}/readyz?workers=1", timeout=2).status_code == 200
 
 
 def answers(url: str, body: dict) -> bool:
