@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 .PHONY: run test lint format train bench bench-peers chaos soak evaluate review-budget fonts venv-serve venv-dev tools clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "Python 3.11 is required (pyproject.toml: >=3.11,<3.12); $(PYTHON) is $$($(PYTHON) -V 2>&1). Use PYTHON=python3.11." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 

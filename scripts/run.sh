@@ -5,7 +5,7 @@
 # after a back-off (1 s, doubling to RESTART_MAX_DELAY_S, back to 1 s once it stayed up 60 s),
 # and each restart is logged here and in the service's log. Ctrl-C or SIGTERM stops everything.
 #
-# Knobs (environment): REDIS_URL, REDIS_MAXMEMORY, API_PORT, FLOWER_PORT, FLOWER_USER,
+# Knobs (environment): REDIS_URL, REDIS_MAXMEMORY, API_PORT, WORKER_METRICS_PORT, FLOWER_PORT, FLOWER_USER,
 # FLOWER_PASSWORD, PROMETHEUS_PORT, PROMETHEUS_INTERVAL (scrape and rule interval, 5s),
 # RUN_DIR (logs, Redis data, metrics files, Prometheus data; default var/),
 # RESTART_MAX_DELAY_S, and every service setting (README, Configuration).
@@ -27,6 +27,21 @@ export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/prometheus
 export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
 export PROMETHEUS_URL="${PROMETHEUS_URL:-http://127.0.0.1:$PROMETHEUS_PORT}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR" "$LOG"
+export WORKER_METRICS_PORT="${WORKER_METRICS_PORT:-9100}"
+
+# Every port this script will listen on must be free *before* anything starts: on a shared
+# host a taken API_PORT used to be answered by the other service, which passed the readiness
+# probe, printed the success banner, and then this API exited (issue 17).
+port_taken() { $BIN/python -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $1)) != 0)"; }
+ports=("API_PORT=$API_PORT" "WORKER_METRICS_PORT=$WORKER_METRICS_PORT")
+[ "${FLOWER:-1}" = 1 ] && ports+=("FLOWER_PORT=$FLOWER_PORT")
+command -v prometheus >/dev/null && ports+=("PROMETHEUS_PORT=$PROMETHEUS_PORT")
+for entry in "${ports[@]}"; do
+  if port_taken "${entry#*=}"; then
+    echo "run.sh: port ${entry#*=} is taken (${entry%%=*}); free it or choose another, e.g. ${entry%%=*}=$((${entry#*=} + 1)) make run" >&2
+    exit 1
+  fi
+done
 
 say() { echo "run.sh $(date +%H:%M:%S): $*"; }
 
@@ -141,6 +156,8 @@ cat <<INFO
   Dashboard  http://127.0.0.1:$API_PORT/dashboard
 $flower_line
 $prometheus_line
+  Workers    metrics http://127.0.0.1:$WORKER_METRICS_PORT/metrics
+  Redis      $REDIS_URL
   Logs       $LOG/{api,worker,flower,redis,prometheus}.log
 
   Try: curl -F file=@tests/data/digit7.png http://127.0.0.1:$API_PORT/v1/predict

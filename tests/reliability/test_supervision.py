@@ -7,6 +7,8 @@ import contextlib
 import os
 import re
 import signal
+import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,3 +152,29 @@ def test_run_sh_restarts_killed_services_and_stops_cleanly_on_sigterm(run_sh, di
 def _ignore_errors(url: str, body: dict) -> None:
     with contextlib.suppress(httpx.HTTPError):  # its process is killed under it
         httpx.post(f"{url}/v1/predict", json=body, timeout=60)
+
+
+def test_a_taken_port_is_a_clear_failure_before_anything_starts(tmp_path):
+    """On a shared host another service's API_PORT used to answer run.sh's readiness probe:
+    the success banner, then this API exited (issue 17)."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "API_PORT": str(port),
+            "WORKER_METRICS_PORT": str(free_port()),
+            "PROMETHEUS_PORT": str(free_port()),
+            "FLOWER": "0",
+            "RUN_DIR": str(tmp_path),
+        }
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "run.sh")], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"port {port} is taken (API_PORT)" in result.stderr
+    assert "API        http" not in result.stdout  # no banner
+    assert (
+        not (tmp_path / "log" / "api.log").exists()
+        or "Uvicorn" not in (tmp_path / "log" / "api.log").read_text()
+    )
