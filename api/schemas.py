@@ -236,7 +236,15 @@ class SloWindow(_Open):
     predictions: int
     predictions_by_digit: dict[str, int]
     needs_review: int
-    review_rate: float | None
+    review_rate: float | None = Field(description="Flagged digit images / digit images.")
+    postcodes: int = Field(description="Postal codes read: one per envelope image.")
+    postcodes_needs_review: int
+    postcode_review_rate: float | None = Field(
+        description="Flagged codes / codes: the share of envelopes sent to a person."
+    )
+    postcode_review_reasons: dict[str, int] = Field(
+        description="Why flagged codes need review (low_confidence, length_mismatch, ...)."
+    )
     batches: int
     mean_batch_size: float | None
     duplicate_results: int

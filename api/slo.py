@@ -111,11 +111,17 @@ QUERIES = {
     "baseline": per_window("sum by (digit) (increase(digits_predictions_total[1d] offset {w}))"),
     "confidence": per_window("sum by (le) (increase(digits_confidence_bucket[{w}]))"),
     "rejections": per_window("sum by (reason) (increase(digits_rejections_total[{w}]))"),
+    "postcode_reasons": per_window(
+        "sum by (reason) (increase(digits_postcode_review_reasons_total[{w}]))"
+    ),
     "counts": " or ".join(
         per_window(f'label_replace(sum(increase({metric}[{{w}}])), "stat", "{name}", "", "")')
         for name, metric in (
             ("fallbacks", "digits_sync_fallback_total"),
             ("needs_review", "digits_needs_review_total"),
+            ("postcodes", "digits_postcodes_total"),
+            # doubled braces: per_window() formats the whole expression with the window
+            ("postcodes_review", 'digits_postcodes_total{{outcome="needs_review"}}'),
             ("batches", "digits_batch_size_count"),
             ("batch_images", "digits_batch_size_sum"),
             ("duplicates", "digits_duplicate_results_total"),
@@ -259,6 +265,8 @@ def windows(answers: dict[str, Any], rule: DriftRule) -> dict[str, dict[str, Any
         blanks = predictions.get((name, "none"), 0.0)
         predicted = sum(by_digit) + blanks
         review = counts.get((name, "needs_review"), 0.0)
+        codes = counts.get((name, "postcodes"), 0.0)
+        codes_review = counts.get((name, "postcodes_review"), 0.0)
         batches = counts.get((name, "batches"), 0.0)
         confidence = {
             labels["le"]: value
@@ -290,6 +298,16 @@ def windows(answers: dict[str, Any], rule: DriftRule) -> dict[str, dict[str, Any
             | {"none": _count(blanks)},
             "needs_review": _count(review),
             "review_rate": _round(review / predicted if predicted else None, 6),
+            "postcodes": _count(codes),
+            "postcodes_needs_review": _count(codes_review),
+            "postcode_review_rate": _round(codes_review / codes if _count(codes) else None, 6),
+            "postcode_review_reasons": {
+                labels["reason"]: _count(value)
+                for labels, value in sorted(
+                    answers["postcode_reasons"], key=lambda item: item[0].get("reason")
+                )
+                if labels.get("window") == name and _count(value)
+            },
             "batches": _count(batches),
             "mean_batch_size": _round(
                 counts.get((name, "batch_images"), 0.0) / batches if batches else None, 2

@@ -24,6 +24,8 @@ REASON_NOT_IN_DIRECTORY = "length_not_in_directory"
 REASON_NO_DIGIT = "no_digit_found"
 REASON_DOUBTFUL = "doubtful_segmentation"
 """No longer a review reason (see the module doc); kept as the name of the answer's flag."""
+REVIEW_REASONS = (REASON_LOW_CONFIDENCE, REASON_LENGTH, REASON_NOT_IN_DIRECTORY, REASON_NO_DIGIT)
+"""Every reason a code can need review for (its answer's `reasons`)."""
 
 
 def assemble(

@@ -122,6 +122,7 @@ class BatchRunner:
         postcode_review_threshold: float | None = None,
         directory: PostcodeDirectory | None = None,
         on_predictions: Callable[[list[dict]], None] | None = None,
+        on_postcodes: Callable[[list[dict]], None] | None = None,
         canary_share: float = 0.0,
     ) -> None:
         self.model = model
@@ -138,6 +139,7 @@ class BatchRunner:
         """Postal codes, on the whole code's probability."""
         self.directory = directory
         self._on_predictions = on_predictions
+        self._on_postcodes = on_postcodes
 
     def run(self, payload: dict) -> BatchStats:
         message = PredictMessage.from_dict(payload)
@@ -239,6 +241,8 @@ class BatchRunner:
                 )
             )
             offset += count
+        if self._on_postcodes:
+            self._on_postcodes(codes)
         # A single code is also given at the top level: the common case reads naturally.
         return {"postcodes": codes, **(codes[0] if len(codes) == 1 else {})}
 

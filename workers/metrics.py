@@ -26,6 +26,7 @@ from prometheus_client import (
     start_http_server,
 )
 
+from common.postcode import REVIEW_REASONS
 from common.prom import LiveCollector, use_multiprocess_dir
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,20 @@ class _Metrics:
             "digits_confidence", "Confidence of each predicted digit.", buckets=_CONFIDENCE
         )
         self.needs_review = Counter("digits_needs_review", "Predictions marked for human review.")
+        self.postcodes = Counter(
+            "digits_postcodes",
+            "Postal codes read, one per envelope image, by outcome: read or needs_review.",
+            ["outcome"],
+        )
+        self.postcode_reasons = Counter(
+            "digits_postcode_review_reasons",
+            "Why flagged postal codes need review (a code can have several reasons).",
+            ["reason"],
+        )
+        for outcome in POSTCODE_OUTCOMES:  # at 0 from the start: increase() sees the first
+            self.postcodes.labels(outcome)
+        for reason in REVIEW_REASONS:
+            self.postcode_reasons.labels(reason)
         self.duplicates = Counter(
             "digits_duplicate_results", "Results dropped because the job already had one."
         )
@@ -90,6 +105,8 @@ class _Metrics:
         )
 
 
+POSTCODE_OUTCOMES = ("read", "needs_review")
+
 _metrics: _Metrics | None = None
 MULTIPROC_DIR = ""
 
@@ -113,6 +130,19 @@ def record_predictions(answers: list[dict]) -> None:
         _count(metrics(), answers)
     except Exception:  # metrics must never fail a job
         log.exception("prediction metrics failed")
+
+
+def record_postcodes(codes: list[dict]) -> None:
+    """`BatchRunner(on_postcodes=...)`: one job's assembled codes (envelopes, not digits)."""
+    try:
+        m = metrics()
+        for code in codes:
+            flagged = bool(code.get("needs_review"))
+            m.postcodes.labels("needs_review" if flagged else "read").inc()
+            for reason in code.get("reasons", ()):
+                m.postcode_reasons.labels(reason).inc()
+    except Exception:  # metrics must never fail a job
+        log.exception("postcode metrics failed")
 
 
 def _count(m: _Metrics, answers: list[dict]) -> None:

@@ -69,6 +69,7 @@ def load_model(**_: object) -> None:
         postcode_review_threshold=settings.postcode_review_threshold,
         directory=directory,
         on_predictions=worker_metrics.record_predictions,
+        on_postcodes=worker_metrics.record_postcodes,
         canary_share=settings.canary_share,
     )
     _state.heartbeat = Heartbeat(client, name, settings.heartbeat_interval_s)

@@ -100,8 +100,14 @@ function renderWindows(data) {
   set("throughput", num(now.throughput_1m_rps, 2) + " req/s", now.throughput_1m_rps);
   set("throughput-sub", `last minute · ${num(w.throughput_rps, 2)} req/s over ${windowName} · ${w.predictions} predictions · ${w.sync_fallbacks} sync→202 · ${Object.values(w.rejections).reduce((a, b) => a + b, 0)} rejected`);
 
-  set("review-rate", pct(w.review_rate, 1), w.review_rate);
-  set("review-sub", `${w.needs_review} of ${w.predictions} predictions need review`);
+  // Per envelope first: a sorting office counts letters sent to a person, not digits.
+  const reasons = Object.entries(w.postcode_review_reasons).map(([k, n]) => `${k} ${n}`).join(", ");
+  const envelopes = w.postcodes > 0;
+  set("review-rate", pct(envelopes ? w.postcode_review_rate : w.review_rate, 1),
+    envelopes ? w.postcode_review_rate : w.review_rate);
+  set("review-sub", (envelopes
+    ? `${w.postcodes_needs_review} of ${w.postcodes} envelopes to a person${reasons ? ` (${reasons})` : ""} · `
+    : "no postal codes in the window · ") + `digits: ${w.needs_review} of ${w.predictions}`);
 
   const d = w.drift;
   const label = { drifting: "DRIFTING", stable: "stable", usual_mix: "usual mix", insufficient_data: "too few samples" }[d.state];
@@ -130,7 +136,9 @@ function renderWindows(data) {
     ["p99", (x) => secs(x.latency_s.p99), (x) => x.latency_s.p99],
     ["throughput (req/s)", (x) => num(x.throughput_rps, 3), (x) => x.throughput_rps],
     ["predictions", (x) => String(x.predictions), (x) => x.predictions],
-    ["review rate", (x) => pct(x.review_rate, 1), (x) => x.review_rate],
+    ["envelopes (postal codes)", (x) => String(x.postcodes), (x) => x.postcodes],
+    ["envelope review rate", (x) => pct(x.postcode_review_rate, 1), (x) => x.postcode_review_rate],
+    ["digit review rate", (x) => pct(x.review_rate, 1), (x) => x.review_rate],
     ["drift PSI", (x) => num(x.drift.psi, 3), (x) => x.drift.psi],
   ];
   $("slo-table").tBodies[0].replaceChildren(...rows.map(([name, fmt, raw]) => {

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.harness import wait_until
+from tests.harness import ROOT, wait_until
 from tests.observability.support import (
     DIGIT7_PNG,
     OUTPUT,
@@ -44,6 +44,14 @@ def test_dashboard_shows_the_slo_numbers(stack):
         for size in (1, 3, 8):
             assert predict(client, json_images([DIGIT7_PNG] * size)).status_code == 200
         assert predict(client, b"{broken").status_code == 400
+        code = (ROOT / "examples" / "postcode.png").read_bytes()
+        for length in (5, 9):  # 9: the code's own five digits are a length_mismatch
+            answer = client.post(
+                f"/v1/postcodes?length={length}",
+                content=code,
+                headers={"Content-Type": "image/png"},
+            )
+            assert answer.status_code == 200, answer.text
     slo = quiescent(stack)  # nothing moves while the page is rendered
 
     dom = render(f"{stack.api_url}/dashboard", "--dump-dom")
@@ -68,7 +76,10 @@ def test_dashboard_shows_the_slo_numbers(stack):
     five = slo["windows"]["5m"]
     assert shown["availability"] == pytest.approx(five["availability"])
     assert shown["p99"] == pytest.approx(five["latency_s"]["p99"], rel=0.05)
-    assert shown["review-rate"] == pytest.approx(five["review_rate"], abs=0.01)
+    # Review per envelope (codes), with the reasons: what a sorting office counts.
+    assert five["postcodes"] == 2 and five["postcodes_needs_review"] >= 1
+    assert five["postcode_review_reasons"].get("length_mismatch", 0) >= 1
+    assert shown["review-rate"] == pytest.approx(five["postcode_review_rate"], abs=0.01)
     assert shown["drift-state"] == five["drift"]["state"]
     assert shown["workers-count"] == len(slo["workers"]) == 2
     assert shown["queue-depth"] == 0
