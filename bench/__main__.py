@@ -22,7 +22,7 @@ from bench import profiling, report
 from bench.modelbench import model_limit
 from bench.plan import MATRIX_LADDER, PLANS, Plan
 from bench.runner import median_of, run_load
-from bench.samples import batch_json, mnist_pngs, photo_jpeg
+from bench.samples import batch_json, binary_infer, mnist_pngs, photo_jpeg
 from bench.stack import Stack, StackConfig
 
 
@@ -167,6 +167,15 @@ def run_sections(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
             _progress("3 batch sync")
             results["batch"] = _repeat(plan, _batch_spec(plan, stack, batch), stack)
             _progress(f"  {results['batch']['images_per_s']:.0f} img/s")
+            _progress("3b batch sync, binary tensors (Open Inference Protocol)")
+            body, headers = binary_infer(pngs[: plan.batch_images])
+            spec = _batch_spec(plan, stack, body) | {
+                "path": "/v2/models/mnist_cnn/infer",
+                "content_type": "application/octet-stream",
+                "headers": headers,
+            }
+            results["binary_batch"] = _repeat(plan, spec, stack)
+            _progress(f"  {results['binary_batch']['images_per_s']:.0f} img/s")
         if "burst" not in skip:
             _progress("4 burst")
             spec = {"mode": "burst", "url": stack.url, "truck": truck, "trucks": plan.burst_trucks}

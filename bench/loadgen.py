@@ -84,7 +84,10 @@ async def _post(
     except Exception as exc:  # any failure is an error of its kind: refused, reset, timeout
         tally.record(type(exc).__name__, loop.time() - due)
         return None
-    answer = orjson.loads(payload) if status in (200, 202) else None
+    try:
+        answer = orjson.loads(payload) if status in (200, 202) else None
+    except orjson.JSONDecodeError:  # a binary answer (Open Inference Protocol): no job id
+        answer = None
     tally.record(status, loop.time() - due, answer.get("id") if answer else None)
     return answer
 
@@ -137,6 +140,8 @@ async def closed_loop(
     images_per_request: int,
     concurrency: int,
     duration: float,
+    content_type: str = "application/json",
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     """`concurrency` clients each sending the next request when the last answered."""
     loop = asyncio.get_running_loop()
@@ -146,7 +151,7 @@ async def closed_loop(
 
     async def one_client() -> None:
         while loop.time() < end:
-            await _post(client, path, body, "application/json", loop.time(), tally)
+            await _post(client, path, body, content_type, loop.time(), tally, headers)
 
     await asyncio.gather(*(one_client() for _ in range(concurrency)))
     elapsed = loop.time() - t0
@@ -281,11 +286,13 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         if mode == "batch":
             return await closed_loop(
                 client,
-                "/v1/predict",
+                spec.get("path", "/v1/predict"),
                 spec["body"],
                 spec["images_per_request"],
                 spec["concurrency"],
                 spec["duration"],
+                spec.get("content_type", "application/json"),
+                spec.get("headers", ()),
             )
         if mode == "connections":
             return await connections(
