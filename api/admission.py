@@ -127,9 +127,12 @@ class Admission:
                 f"this API process runs {self.lag.lag_s:.2f}s behind; retry",
                 retry_after_s=1,
             )
-        if self._refusal(self.state) is None:
+        refusal = self._refusal(self.state)
+        if refusal is None:
             return
-        if time.time() - self.state.read_at > self._refresh_s / 2:
+        # NOTE: "no workers" is always read again: a view up to refresh_s/2 old could still
+        # say 0 just after the first worker's heartbeat (seen under load in CI).
+        if time.time() - self.state.read_at > self._refresh_s / 2 or refusal.code == "no_workers":
             try:
                 await self.refresh()
             except (RedisError, OSError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -20,18 +19,25 @@ class Periodic:
         self._interval_s = interval_s
         self._step = step
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=self._name)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 2.0) -> None:
+        """Cancel and wait, boundedly. A cancellation that lands inside a redis-py call can
+        come out as a Redis error, which the loop would log and go on from (an API process
+        then never finished its shutdown: seen in CI); `_stopping` ends the loop anyway."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
+            if not done:
+                log.warning("%s did not stop within %.0fs", self._name, timeout_s)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._interval_s)
             try:
                 await self._step()

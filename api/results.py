@@ -30,6 +30,9 @@ only at their 2 s deadline for >= 130 s while /readyz said 200). It is dropped a
 and until then `healthy` is False: /readyz says 503 and sync requests are refused at once."""
 
 
+STOP_TIMEOUT_S = 2.0
+
+
 class SubscriptionStale(RedisError):
     """No message and no pong within STALE_AFTER_S."""
 
@@ -42,6 +45,7 @@ class ResultListener:
         self._task: asyncio.Task | None = None
         self._subscribed = asyncio.Event()
         self._heard_at = 0.0
+        self._stopping = False
 
     @property
     def healthy(self) -> bool:
@@ -55,10 +59,15 @@ class ResultListener:
             await asyncio.wait_for(self._subscribed.wait(), timeout_s)
 
     async def stop(self) -> None:
+        """Cancel the listener and wait for it, boundedly: a cancellation that lands inside
+        redis-py's read can surface as a connection error, which the loop would retry (an
+        API process then hung in shutdown); `_stopping` ends the loop either way."""
+        self._stopping = True
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
+            if not done:
+                log.warning("result listener did not stop within %.0fs", STOP_TIMEOUT_S)
 
     def expect(self, job_id: str) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
@@ -78,7 +87,7 @@ class ResultListener:
         """Listen forever; after a lost or silent connection, resubscribe (waiters fall back
         to reading the job at their deadline)."""
         delay = 0.1
-        while True:
+        while not self._stopping:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(result_channel(self.reply_to))
@@ -88,6 +97,8 @@ class ResultListener:
                 await self._listen(pubsub)
             except (RedisError, OSError) as exc:
                 self._subscribed.clear()
+                if self._stopping:
+                    return
                 log.warning("result subscription lost: %s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -98,7 +109,7 @@ class ResultListener:
     async def _listen(self, pubsub) -> None:
         loop = asyncio.get_running_loop()
         pinged_at = loop.time()
-        while True:
+        while not self._stopping:
             message = await pubsub.get_message(timeout=PING_INTERVAL_S / 2)
             now = loop.time()
             if message is not None:
