@@ -78,7 +78,7 @@ class Dispatcher:
         `keep_s`: how long the job is kept once answered; `stored`: the record exists already.
         """
         loop = asyncio.get_running_loop()
-        if loop.time() < self._unavailable_until:
+        if self._holding():
             raise _queue_unavailable()
         accepted = loop.create_future()
         pending = self._pending.setdefault(queue, _Pending())
@@ -111,11 +111,9 @@ class Dispatcher:
             self._flush(queue)
 
     async def _publish(self, queue: str, pending: _Pending) -> None:
-        if asyncio.get_running_loop().time() < self._unavailable_until:
+        if self._holding():
             # They waited for a publish that just failed: refused now, not after another try.
-            for future in pending.accepted:
-                if not future.done():
-                    future.set_exception(_queue_unavailable())
+            _settle(pending, _queue_unavailable())
             return
         try:
             await self._store.create(pending.jobs)
@@ -135,13 +133,13 @@ class Dispatcher:
             else:
                 error = _queue_unavailable()
                 self._unavailable_until = asyncio.get_running_loop().time() + UNAVAILABLE_HOLD_S
-            for future in pending.accepted:
-                if not future.done():
-                    future.set_exception(error)
+            _settle(pending, error)
             return
-        for future in pending.accepted:
-            if not future.done():
-                future.set_result(None)
+        _settle(pending, None)
+
+    def _holding(self) -> bool:
+        """Inside UNAVAILABLE_HOLD_S of a failed enqueue: refuse without trying Redis."""
+        return asyncio.get_running_loop().time() < self._unavailable_until
 
     async def send(self, queue: str, jobs: list[NewJob], reply_to: str | None) -> None:
         """Publish one message for jobs whose records already exist (also used for retries)."""
@@ -166,3 +164,13 @@ class Dispatcher:
 
 def _queue_unavailable() -> ServiceUnavailable:
     return ServiceUnavailable("queue_unavailable", "the job queue is unavailable; retry")
+
+
+def _settle(pending: _Pending, error: Exception | None) -> None:
+    """Every request of a batch learns its outcome: accepted (None) or the error."""
+    for future in pending.accepted:
+        if not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)

@@ -26,6 +26,8 @@ _MULTIPROC_DIR = use_multiprocess_dir("api", private_if_unset=False)
 from prometheus_client import Counter, Gauge, Histogram  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
+from api.shedding import SHED_ROUTES  # noqa: E402
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0)
 """Seconds. 2.0 is an edge: the share within the 2 s objective is exact (`le="2.0"`)."""
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -59,7 +61,7 @@ UNMATCHED = "unmatched"
 COUNTED_PREFIXES = ("/v1/", "/v2/models/")
 """Routes whose rejections and fallbacks are counted. Which routes are inside the SLI is
 decided once, in deploy/prometheus/rules/recording.yml."""
-SYNC_ROUTES = frozenset({"/v1/predict", "/v1/postcodes"})
+SYNC_ROUTES = frozenset(SHED_ROUTES.values())
 """A 202 from these is a synchronous request that fell back to a job (`wait` ran out)."""
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 

@@ -18,8 +18,9 @@ from api.results import ResultListener
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, JobSpec, JobStatus
 
 MIN_USEFUL_WAIT_S = 0.05
-"""A sync request with less than this left of its deadline is refused, not queued: no batch
-turns around that fast, so it could only become a late answer or a 202 nobody asked for."""
+"""A sync request that lost its wait before it got here (queued unread, a late loop) and has
+less than this left is refused, not queued: no batch turns around that fast, so it could
+only become a late answer or a 202 nobody asked for."""
 
 
 def status_url(job_id: str) -> str:

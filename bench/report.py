@@ -36,6 +36,19 @@ def _cpu(cpu: dict[str, float | None]) -> str:
     return " ".join(f"{short.get(k, k)} {v:.2f}" for k, v in cpu.items() if v is not None)
 
 
+def _measured(section: str, case: str, rate: str, r: dict[str, Any], cpu: str) -> tuple[str, ...]:
+    """One table row of a load step: its latency percentiles, errors and 202s."""
+    latency = (_ms(r["p50_ms"]), _ms(r["p95_ms"]), _ms(r["p99_ms"]))
+    return (section, case, rate, *latency, f"{r['errors']:g}", f"{r['accepted_202']:g}", cpu)
+
+
+def model_ceiling(results: dict[str, Any]) -> float | None:
+    """The raw model's images/s at batch 256 (the best thread count): the batch paths' limit."""
+    return max(
+        (m["images_per_s"] for m in results.get("model", []) if m["batch"] == 256), default=None
+    )
+
+
 def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     """Table rows, one per measured case (medians over repeats)."""
     out: list[tuple[str, ...]] = []
@@ -49,54 +62,17 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             if r.get("requests_per_message"):
                 case += f" ({r['requests_per_message']:.1f} req/message)"
             rate = f"{r['achieved_rps']:,.0f} req/s"
-            out.append(
-                (
-                    section,
-                    case,
-                    rate,
-                    _ms(r["p50_ms"]),
-                    _ms(r["p95_ms"]),
-                    _ms(r["p99_ms"]),
-                    f"{r['errors']:g}",
-                    f"{r['accepted_202']:g}",
-                    _cpu(r["cpu"]),
-                )
-            )
+            out.append(_measured(section, case, rate, r, _cpu(r["cpu"])))
     if batch := results.get("batch"):
         case = f"{batch['images_per_request']:g} PNG/request, {batch['concurrency']:g} clients"
         rate = f"{batch['images_per_s']:,.0f} img/s"
-        out.append(
-            (
-                "3 batch sync",
-                case,
-                rate,
-                _ms(batch["p50_ms"]),
-                _ms(batch["p95_ms"]),
-                _ms(batch["p99_ms"]),
-                f"{batch['errors']:g}",
-                f"{batch['accepted_202']:g}",
-                _cpu(batch["cpu"]),
-            )
-        )
+        out.append(_measured("3 batch sync", case, rate, batch, _cpu(batch["cpu"])))
     if binary := results.get("binary_batch"):
-        raw = max(
-            (r["images_per_s"] for r in results.get("model", []) if r["batch"] == 256), default=None
-        )
+        raw = model_ceiling(results)
         share = f" = {binary['images_per_s'] / raw:.0%} of the raw model" if raw else ""
         case = f"{binary['images_per_request']:g} UINT8 tensors/request (v2 binary){share}"
-        out.append(
-            (
-                "3b batch binary",
-                case,
-                f"{binary['images_per_s']:,.0f} img/s",
-                _ms(binary["p50_ms"]),
-                _ms(binary["p95_ms"]),
-                _ms(binary["p99_ms"]),
-                f"{binary['errors']:g}",
-                f"{binary['accepted_202']:g}",
-                _cpu(binary["cpu"]),
-            )
-        )
+        rate = f"{binary['images_per_s']:,.0f} img/s"
+        out.append(_measured("3b batch binary", case, rate, binary, _cpu(binary["cpu"])))
     if burst := results.get("burst"):
         case = (
             f"{burst['images']:g} img as {burst['trucks']:g} jobs: "
@@ -109,19 +85,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         out.append(("4 burst jobs", case, rate, "", "", "", f"{burst['submit_errors']:g}", ""))
         out[-1] += (_cpu(burst["cpu"]),)
         sync = burst["sync_during_burst"]
-        out.append(
-            (
-                "4 burst jobs",
-                f"sync probes during burst ({sync['offered_rps']:g} req/s)",
-                f"{sync['achieved_rps']:,.0f} req/s",
-                _ms(sync["p50_ms"]),
-                _ms(sync["p95_ms"]),
-                _ms(sync["p99_ms"]),
-                f"{sync['errors']:g}",
-                f"{sync['accepted_202']:g}",
-                "",
-            )
-        )
+        case = f"sync probes during burst ({sync['offered_rps']:g} req/s)"
+        out.append(_measured("4 burst jobs", case, f"{sync['achieved_rps']:,.0f} req/s", sync, ""))
     return out
 
 
@@ -163,9 +128,7 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     if r := _find(sync, 100):
         met = r["p99_ms"] is not None and r["p99_ms"] <= 50 and r["errors"] == 0
         out.append(("sync 100 req/s, p99 <= 50 ms", met, f"p99 {_ms(r['p99_ms'])} ms"))
-    ceiling = max(
-        (m["images_per_s"] for m in results.get("model", []) if m["batch"] == 256), default=None
-    )
+    ceiling = model_ceiling(results)
     batch = results.get("batch")
     for name, key in (
         ("PNG batch path", "batch"),

@@ -313,17 +313,28 @@ def publish(
             target.mkdir()  # claim the number; a concurrent publisher gets FileExistsError
         except FileExistsError:
             continue
-        try:
-            if finalize is not None:
-                finalize(version)
-            # rename onto the empty directory we own replaces it; onto a non-empty one fails
-            os.rename(staged, target)
-        except BaseException:
-            if target.is_dir() and not any(target.iterdir()):
-                target.rmdir()
-            raise
+        _move_into_claimed(staged, target, version, finalize)
         return version
     raise RegistryError(f"could not allocate a version number under {root}")
+
+
+def _move_into_claimed(
+    staged: Path,
+    target: Path,
+    version: int,
+    finalize: Callable[[int], None] | None = None,
+) -> None:
+    """Rename `staged` onto the empty `target` this process claimed (mkdir), after
+    `finalize(version)`; on any failure the claim is released so the number can be taken again."""
+    try:
+        if finalize is not None:
+            finalize(version)
+        # rename onto the empty directory we own replaces it; onto a non-empty one fails
+        os.rename(staged, target)
+    except BaseException:
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
 
 
 def publish_as(models_dir: str | Path, name: str, staged: Path, version: int) -> int:
@@ -337,10 +348,5 @@ def publish_as(models_dir: str | Path, name: str, staged: Path, version: int) ->
         target.mkdir()
     except FileExistsError:
         raise RegistryError(f"{target} exists: versions are never overwritten") from None
-    try:
-        os.rename(staged, target)
-    except BaseException:
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        raise
+    _move_into_claimed(staged, target, version)
     return version

@@ -65,6 +65,21 @@ class _Metrics:
             "digits_confidence", "Confidence of each predicted digit.", buckets=_CONFIDENCE
         )
         self.needs_review = Counter("digits_needs_review", "Predictions marked for human review.")
+        # Per model version (canary against production; training/canary.py reads them).
+        self.version_images = Counter(
+            "digits_version_images", "Images answered, by model version.", ["version"]
+        )
+        self.version_flagged = Counter(
+            "digits_version_needs_review",
+            "Images flagged for human review, by model version.",
+            ["version"],
+        )
+        self.version_model_seconds = Histogram(
+            "digits_version_model_seconds",
+            "Model time per message, by model version.",
+            ["version"],
+            buckets=_SECONDS,
+        )
         self.postcodes = Counter(
             "digits_postcodes",
             "Postal codes read, one per envelope image, by outcome: read or needs_review.",
@@ -181,6 +196,11 @@ def _record(m: _Metrics, stats, payload: dict, max_batch_size: int) -> None:
         m.job_seconds.observe(job_seconds)
     if stats.report.duplicates:
         m.duplicates.inc(stats.report.duplicates)
+    if images and stats.model_version:
+        m.version_images.labels(stats.model_version).inc(images)
+        if stats.flagged:
+            m.version_flagged.labels(stats.model_version).inc(stats.flagged)
+        m.version_model_seconds.labels(stats.model_version).observe(stats.model_seconds)
 
 
 def reference_of(metadata: dict) -> tuple[list[float], list[float]]:

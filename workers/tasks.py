@@ -19,7 +19,7 @@ from common.contract import TASK_PREDICT
 from common.decoding import PostcodeDirectory
 from common.logs import configure_logging
 from workers import metrics as worker_metrics
-from workers import shutdown, versions
+from workers import shutdown
 from workers.app import celery_app, settings
 from workers.heartbeat import Heartbeat
 from workers.inference import BatchRunner
@@ -182,7 +182,6 @@ def predict(message: dict) -> None:
         raise RuntimeError("model not loaded in this process")
     stats = _state.runner.run(message)
     worker_metrics.record_batch(stats, message, settings.max_batch_size)
-    versions.record(stats)
 
 
 @worker_init.connect

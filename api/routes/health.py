@@ -50,34 +50,41 @@ async def readyz(
     load balancer, although bulk work is still accepted (issue 18). `?workers=1` asks that
     too (`make run`'s banner, scripts)."""
     try:
-        live = await store.live_workers(settings.worker_stale_s)
-    except (RedisError, OSError) as exc:
-        return _not_ready("redis_unavailable", f"Redis is unreachable: {exc}")
-    if not service.listener.healthy:
-        return _not_ready(
-            "results_unavailable", "this replica's result subscription is down; reconnecting"
-        )
-    if workers and live < 1:
-        return _not_ready("no_workers", "no worker with a loaded model has reported recently")
+        live = await live_workers(store, settings.worker_stale_s)
+        if not service.listener.healthy:
+            raise ApiError(
+                "results_unavailable",
+                "this replica's result subscription is down; reconnecting",
+                status_code=503,
+            )
+        if workers:
+            _require_a_worker(live)
+    except ApiError as exc:
+        return json_response(exc.body(), 503, {"Retry-After": "1"})
     return json_response({"status": "ready", "workers": live, "sync": live >= 1})
 
 
-def _not_ready(code: str, message: str) -> Response:
-    return json_response(ApiError(code, message).body(), 503, {"Retry-After": "1"})
-
-
-async def ready_workers(store: JobStore, stale_s: float) -> int:
-    """Live workers with a loaded model (>= 1), or an ApiError that says why not ready."""
+async def live_workers(store: JobStore, stale_s: float) -> int:
+    """Live workers with a loaded model, or an ApiError (503) when Redis cannot say."""
     try:
-        workers = await store.live_workers(stale_s)
+        return await store.live_workers(stale_s)
     except (RedisError, OSError) as exc:
         raise ApiError(
             "redis_unavailable", f"Redis is unreachable: {exc}", status_code=503
         ) from None
-    if workers < 1:
+
+
+def _require_a_worker(live: int) -> None:
+    if live < 1:
         raise ApiError(
             "no_workers",
             "no worker with a loaded model has reported recently",
             status_code=503,
         )
+
+
+async def ready_workers(store: JobStore, stale_s: float) -> int:
+    """Live workers with a loaded model (>= 1), or an ApiError that says why not ready."""
+    workers = await live_workers(store, stale_s)
+    _require_a_worker(workers)
     return workers

@@ -3,6 +3,7 @@ lets API-sized uploads through and keeps /metrics private."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import subprocess
@@ -68,27 +69,31 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture()
-def upstream() -> Iterator[tuple[int, type[Upstream]]]:
-    handler = type("Recorder", (Upstream,), {"seen": []})
+@contextlib.contextmanager
+def replica(kind: type[Upstream]) -> Iterator[tuple[int, type[Upstream]]]:
+    """A stand-in replica of `kind` on a free port, with a fresh record of what it saw."""
+    handler = type(f"{kind.__name__}Recorder", (kind,), {"seen": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], handler
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server.server_address[1], handler
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
-def test_nginx_proxies_to_the_api_and_hides_metrics(
-    tmp_path: Path, upstream: tuple[int, type[Upstream]]
-) -> None:
-    upstream_port, recorder = upstream
+@pytest.fixture()
+def upstream() -> Iterator[tuple[int, type[Upstream]]]:
+    with replica(Upstream) as running:
+        yield running
+
+
+def start_nginx(tmp_path: Path, swaps: dict[str, str]) -> tuple[ManagedProcess, str]:
+    """deploy/nginx/default.conf with `swaps` applied (each must occur once) and `listen`
+    moved to a free loopback port; returns the running nginx and its URL once it answers."""
     port = free_port()
+    swaps = {"listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;", **swaps}
     text = SITE.read_text()
-    # The two values that only make sense inside compose: the port and the `api` DNS name.
-    swaps = {
-        "listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;",
-        "set $api_upstream http://api:8000;": f"set $api_upstream http://127.0.0.1:{upstream_port};",
-    }
     for old, new in swaps.items():
         assert text.count(old) == 1, old
         text = text.replace(old, new)
@@ -96,12 +101,25 @@ def test_nginx_proxies_to_the_api_and_hides_metrics(
     site.write_text(text)
     args = [*nginx_args(tmp_path, main_conf(tmp_path, site)), "-g", "daemon off;"]
     process = ManagedProcess(f"deploy-nginx-{port}", args, {})
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_until(
             lambda: httpx.get(f"{url}/nginx-health", timeout=1).status_code == 200, 15, "nginx"
         )
+    except BaseException:
+        process.stop()
+        raise
+    return process, url
 
+
+def test_nginx_proxies_to_the_api_and_hides_metrics(
+    tmp_path: Path, upstream: tuple[int, type[Upstream]]
+) -> None:
+    upstream_port, recorder = upstream
+    # The two values that only make sense inside compose: the port and the `api` DNS name.
+    upstream_line = f"set $api_upstream http://127.0.0.1:{upstream_port};"
+    process, url = start_nginx(tmp_path, {"set $api_upstream http://api:8000;": upstream_line})
+    try:
         assert httpx.get(f"{url}/v1/jobs/abc", timeout=5).text == "ok"
         method, path, headers, _ = recorder.seen[-1]
         assert (method, path) == ("GET", "/v1/jobs/abc")
@@ -137,38 +155,21 @@ def test_a_post_refused_by_one_replica_is_retried_on_the_next(
     tmp_path: Path, upstream: tuple[int, type[Upstream]]
 ) -> None:
     healthy_port, healthy = upstream
-    refusing = type("RefusingRecorder", (Refusing,), {"seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = free_port()
-    text = SITE.read_text()
-    # Two replicas, as Docker's DNS gives `api` under `--scale api=2`.
-    group = f"upstream replicas {{ server 127.0.0.1:{server.server_address[1]}; "
-    group += f"server 127.0.0.1:{healthy_port}; }}\n"
-    swaps = {
-        "listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;",
-        "set $api_upstream http://api:8000;": "set $api_upstream http://replicas;",
-        "server {\n": group + "server {\n",
-    }
-    for old, new in swaps.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    site = tmp_path / "site.conf"
-    site.write_text(text)
-    args = [*nginx_args(tmp_path, main_conf(tmp_path, site)), "-g", "daemon off;"]
-    process = ManagedProcess(f"deploy-nginx-{port}", args, {})
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/nginx-health", timeout=1).status_code == 200, 15, "nginx"
-        )
-        statuses = [httpx.post(f"{url}/v1/predict", content=b"x", timeout=5) for _ in range(6)]
-        assert [r.status_code for r in statuses] == [200] * 6
-        # The first POST it refused was retried on the other; nginx then leaves it out for
-        # fail_timeout (10 s, max_fails=1): a passive health check, as the issue asked.
-        assert len(refusing.seen) == 1, refusing.seen
-        assert len(healthy.seen) == 6
-    finally:
-        process.stop()
-        server.shutdown()
-        server.server_close()
+    with replica(Refusing) as (refusing_port, refusing):
+        # Two replicas, as Docker's DNS gives `api` under `--scale api=2`.
+        group = f"upstream replicas {{ server 127.0.0.1:{refusing_port}; "
+        group += f"server 127.0.0.1:{healthy_port}; }}\n"
+        swaps = {
+            "set $api_upstream http://api:8000;": "set $api_upstream http://replicas;",
+            "server {\n": group + "server {\n",
+        }
+        process, url = start_nginx(tmp_path, swaps)
+        try:
+            posts = [httpx.post(f"{url}/v1/predict", content=b"x", timeout=5) for _ in range(6)]
+            assert [r.status_code for r in posts] == [200] * 6
+            # The first POST it refused was retried on the other; nginx then leaves it out
+            # for fail_timeout (10 s, max_fails=1): a passive health check, as the issue asked.
+            assert len(refusing.seen) == 1, refusing.seen
+            assert len(healthy.seen) == 6
+        finally:
+            process.stop()

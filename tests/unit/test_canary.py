@@ -65,16 +65,19 @@ def test_the_canary_takes_its_share_of_messages_and_keeps_each() -> None:
 def test_version_metrics_count_each_version_apart() -> None:
     from prometheus_client import REGISTRY
 
-    from workers import versions
+    from workers import metrics
     from workers.inference import BatchStats
     from workers.results import WriteReport
 
     def sample(name: str, version: str) -> float:
         return REGISTRY.get_sample_value(name, {"version": version}) or 0.0
 
+    def record(stats: BatchStats) -> None:
+        metrics.record_batch(stats, {"jobs": [], "enqueued_at": 0.0}, 256)
+
     before = sample("digits_version_images_total", "canary-test")
-    versions.record(BatchStats(5, 0.01, 0.0, WriteReport(1, 0), "canary-test", flagged=2))
-    versions.record(BatchStats(3, 0.02, 0.0, WriteReport(1, 0), "other-test"))
+    record(BatchStats(5, 0.01, 0.0, WriteReport(1, 0), "canary-test", flagged=2))
+    record(BatchStats(3, 0.02, 0.0, WriteReport(1, 0), "other-test"))
     assert sample("digits_version_images_total", "canary-test") == before + 5
     assert sample("digits_version_needs_review_total", "canary-test") >= 2
     assert sample("digits_version_model_seconds_count", "other-test") >= 1
