@@ -116,7 +116,22 @@ class Stack:
             ]
             return ok if len(ok) == count == len(ids) else None
 
-        return wait_until(healthy, timeout, f"{count} healthy {service} container(s)", interval=0.5)
+        try:
+            return wait_until(
+                healthy, timeout, f"{count} healthy {service} container(s)", interval=0.5
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.health_report(service)}") from None
+
+    def health_report(self, service: str) -> str:
+        """Each container's health status and its last probe's output, for a failure message."""
+        lines = []
+        for c in self.containers(service):
+            health = self.inspect(c)["State"].get("Health", {})
+            last = (health.get("Log") or [{}])[-1]
+            output = str(last.get("Output", "")).strip()[-500:]
+            lines.append(f"{c[:12]} {health.get('Status')}: exit {last.get('ExitCode')} {output}")
+        return "\n".join(lines)
 
     def hostname(self, container: str) -> str:
         return self.inspect(container)["Config"]["Hostname"]
