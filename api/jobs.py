@@ -14,14 +14,17 @@ from redis.asyncio import Redis
 from common.contract import (
     FINAL_STATUSES,
     KEY_PREFIX,
+    QUEUED_IMAGES_KEY,
     WORKER_HEARTBEAT_KEY,
     JobSpec,
     JobStatus,
     job_key,
 )
-from common.jobstate import KEEP, PENDING_KEY
+from common.jobstate import KEEP, PENDING_KEY, UNQUEUE
 
-CREATE_KEYED = """
+CREATE_KEYED = (
+    UNQUEUE
+    + """
 -- KEYS: idempotency key, job key, pending set.
 -- ARGV: ttl, job id, now, request digest, then field, value...
 -- The key is bound to the job in the same atomic step that stores the job: a key never
@@ -32,7 +35,7 @@ local bound = redis.call('GET', KEYS[1])
 if bound then
   local existing, digest = string.match(bound, '^(%S+) (%S+)$')
   if not existing then existing = bound end
-  if redis.call('EXISTS', 'digits:job:' .. existing) == 1 then
+  if redis.call('EXISTS', 'JOB_KEY_PREFIX' .. existing) == 1 then
     if digest == nil or digest == ARGV[4] then return {existing, 1} end
     return {existing, 0}
   end
@@ -41,10 +44,12 @@ local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[1])
+enqueue(KEYS[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[4], 'EX', ARGV[1])
 return false
-"""
+""".replace("JOB_KEY_PREFIX", job_key(""))
+)
 
 
 def _idempotency_key(caller: str, key: str) -> str:
@@ -122,6 +127,8 @@ class JobStore:
                 pipe.hset(key, mapping=self._fields(job, now))
                 pipe.expire(key, self._ttl_s)
             pipe.zadd(PENDING_KEY, {job.spec.id: float(now) for job in new})
+            for job in new:
+                pipe.hincrby(QUEUED_IMAGES_KEY, job.queue, job.spec.n)
             await pipe.execute()
 
     async def create_keyed(

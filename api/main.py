@@ -25,7 +25,7 @@ from api.routes import dashboard, docs, health, metrics, models, predict, review
 from api.service import PredictionService
 from api.shedding import DeadlineHttpProtocol
 from api.sweeper import Sweeper, SweepPolicy
-from common.contract import TASK_PREDICT
+from common.contract import JOB_IDS_HEADER, TASK_PREDICT
 from common.imaging import set_max_pixels
 from common.logs import configure_logging
 from common.queueing import make_celery
@@ -39,9 +39,17 @@ def celery_sender(settings: ApiSettings):
 
     def send(queue: str, payload: dict) -> None:
         # NOTE: retry=False: with Redis down the client gets a 503 now, not after ~19 s.
-        celery.send_task(TASK_PREDICT, args=[payload], queue=queue, retry=False, ignore_result=True)
+        job_ids = [job["id"] for job in payload["jobs"]]
+        celery.send_task(
+            TASK_PREDICT,
+            args=[payload],
+            queue=queue,
+            retry=False,
+            ignore_result=True,
+            headers={JOB_IDS_HEADER: job_ids},
+        )
         # One line per message (not per request): joins an HTTP job id to the worker's batch.
-        log.info("enqueued", extra={"queue": queue, "job_ids": [j["id"] for j in payload["jobs"]]})
+        log.info("enqueued", extra={"queue": queue, "job_ids": job_ids})
 
     return send
 

@@ -93,7 +93,11 @@ class Observability:
         return {
             "_redis": {"ok": True, "reason": None},
             "queues": {
-                queue: {"depth": state.depth, "oldest_age_s": round(state.oldest_age_s, 3)}
+                queue: {
+                    "depth": state.depth,
+                    "images": state.images,
+                    "oldest_age_s": round(state.oldest_age_s, 3),
+                }
                 for queue, state in queues.items()
             },
             "workers": workers,

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 from redis.asyncio import Redis
 
-from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, WORKER_HEARTBEAT_KEY
+from common.contract import QUEUED_IMAGES_KEY, WORKER_HEARTBEAT_KEY
+from common.queueing import QUEUES
 
-QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_STEPS = (0, 3, 6, 9)
 """kombu's default priority steps: priority p > 0 lives in the list `<queue>\\x06\\x16<p>`."""
@@ -25,6 +25,8 @@ _PRIORITY_STEPS = (0, 3, 6, 9)
 class QueueState:
     depth: int
     oldest_age_s: float
+    images: int = 0
+    """Images in the queue's `queued` jobs (`QUEUED_IMAGES_KEY`): the work, not the messages."""
 
 
 def _lists(queue: str) -> list[str]:
@@ -53,13 +55,17 @@ async def queue_states(client: Redis, now: float | None = None) -> dict[str, Que
         for _, name in names:
             pipe.llen(name)
             pipe.lindex(name, -1)
-        replies = await pipe.execute()
+        pipe.hmget(QUEUED_IMAGES_KEY, *QUEUES)
+        *replies, images = await pipe.execute()
     states: dict[str, QueueState] = {}
     for index, (queue, _) in enumerate(names):
         depth, oldest = replies[2 * index], _enqueued_at(replies[2 * index + 1])
         age = max(0.0, now - oldest) if depth and oldest is not None else 0.0
         previous = states.get(queue, QueueState(0, 0.0))
         states[queue] = QueueState(previous.depth + depth, max(previous.oldest_age_s, age))
+    for queue, count in zip(QUEUES, images, strict=True):
+        # NOTE: floored at 0: a job that expired while queued is never counted out.
+        states[queue] = replace(states[queue], images=max(0, int(count or 0)))
     return states
 
 

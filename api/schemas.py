@@ -152,6 +152,10 @@ class ReviewResolved(_Open):
     label: int | None
     verdict: Literal["digit", "no_digit"]
     model_digit: int | None
+    model_version: str | None
+    """The model version that answered the item (production or the canary)."""
+    model_right: bool
+    """Whether that answer was right, by the person's verdict."""
 
 
 # --------------------------------------------------------------------------- health, SLO
@@ -217,6 +221,21 @@ class SloDrift(_Open):
     min_samples: int
 
 
+class SloVersion(_Open):
+    images: int
+    needs_review: int
+    review_rate: float | None
+    model_ms_per_image: float | None
+    """Model time per image: the latency a version adds (the rest of the path is shared)."""
+    model_seconds_p99_per_message: float | None
+    reviewed: int
+    """Its review items a person resolved in the window."""
+    reviewed_right: int
+    reviewed_accuracy: float | None
+    reviewed_accuracy_95ci: list[float] | None
+    """Wilson score interval of `reviewed_accuracy`."""
+
+
 class SloWindow(_Open):
     """One window's numbers, all from Prometheus (`increase()` over exactly this window)."""
 
@@ -250,6 +269,10 @@ class SloWindow(_Open):
     duplicate_results: int
     confidence_histogram: SloConfidence
     drift: SloDrift
+    versions: dict[str, SloVersion] = Field(
+        default_factory=dict,
+        description="Per model version serving in the window (production and a canary).",
+    )
 
 
 class SloCurrent(_Open):
@@ -261,6 +284,9 @@ class SloCurrent(_Open):
 
 class SloQueue(_Open):
     depth: int
+    """Messages waiting (a message carries one or many jobs)."""
+    images: int
+    """Images in the queue's jobs not yet started: the work waiting, whatever the chunking."""
     oldest_age_s: float
 
 

@@ -31,6 +31,21 @@ WORKER_HEARTBEAT_KEY = f"{KEY_PREFIX}:workers"
 """Sorted set: worker name -> last heartbeat (unix seconds) of a worker with a loaded model."""
 WORKER_PACE_KEY = f"{KEY_PREFIX}:worker-seconds-per-message"
 """Hash: worker name -> recent seconds per message (EWMA), for admission control."""
+WORKER_HOST_KEY = f"{KEY_PREFIX}:worker-hosts"
+"""Sorted set: a worker's main process (`<hostname>:<pid>`) -> last heartbeat of one of its
+pool processes. A message's holder (`held_by`, below) is judged alive by it."""
+QUEUE_TAKEN_KEY = f"{KEY_PREFIX}:queue-taken"
+"""Hash: queue -> the newest queued-at time (a job's `PENDING_KEY` score) of any message a
+worker has taken from that queue. Queues are FIFO, so a job queued well before it, neither
+held nor started, was popped and lost on the way (the sweeper re-sends it)."""
+QUEUED_IMAGES_KEY = f"{KEY_PREFIX}:queued-images"
+"""Hash: queue -> images in its jobs that are `queued` (waiting or held, not started). Kept by
+every status change (`common.jobstate`, the API's job store): the work a scaler should see,
+whatever the message sizes (KEDA reads it, `deploy/k8s/worker.yaml`)."""
+JOB_IDS_HEADER = "digits_job_ids"
+"""Message header: the ids of the jobs a `digits.predict` message carries, so a worker can
+record which jobs it holds (`held_by`, `held_at`, `held_tag` on each job) without decoding
+the body."""
 
 
 class JobKind(StrEnum):

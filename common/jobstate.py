@@ -17,7 +17,7 @@ bytes each) and writes its answer in their place.
 
 from __future__ import annotations
 
-from common.contract import KEY_PREFIX
+from common.contract import KEY_PREFIX, QUEUED_IMAGES_KEY
 
 PENDING_KEY = f"{KEY_PREFIX}:pending"
 """Sorted set: job id -> unix time it was last queued; removed when the job finishes."""
@@ -25,12 +25,28 @@ PENDING_KEY = f"{KEY_PREFIX}:pending"
 ALLOW_OOM = "#!lua flags=allow-oom\n"
 """Script shebang (Redis >= 7): the script may write while Redis is over `maxmemory`."""
 
+UNQUEUE = f"""
+-- A job leaves `queued`: its images no longer wait on its queue.
+local function unqueue(key)
+  local queue, n = unpack(redis.call('HMGET', key, 'queue', 'n'))
+  if queue and n then redis.call('HINCRBY', '{QUEUED_IMAGES_KEY}', queue, -tonumber(n)) end
+end
+local function enqueue(key)
+  local queue, n = unpack(redis.call('HMGET', key, 'queue', 'n'))
+  if queue and n then redis.call('HINCRBY', '{QUEUED_IMAGES_KEY}', queue, tonumber(n)) end
+end
+"""
+"""Lua helpers every script that moves a job into or out of `queued` uses, so
+`QUEUED_IMAGES_KEY` follows the statuses exactly."""
+
 MARK_RUNNING = (
     ALLOW_OOM
+    + UNQUEUE
     + """
 for i, key in ipairs(KEYS) do
   if redis.call('HGET', key, 'status') == 'queued' then
     redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1], 'started_by', ARGV[2])
+    unqueue(key)
   end
 end
 return #KEYS
@@ -39,6 +55,7 @@ return #KEYS
 
 FINISH = (
     ALLOW_OOM
+    + UNQUEUE
     + """
 -- KEYS: job keys. ARGV: channel ('' for none), now, pending key, then (id, status, body) per job.
 local channel, now, pending = ARGV[1], ARGV[2], ARGV[3]
@@ -47,6 +64,7 @@ for i, key in ipairs(KEYS) do
   local id, status, body = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
   local current = redis.call('HGET', key, 'status')
   if current == 'queued' or current == 'running' then
+    if current == 'queued' then unqueue(key) end
     redis.call('HSET', key, 'status', status, 'body', body, 'finished_at', now)
     redis.call('HDEL', key, 'input')
     redis.call('ZREM', pending, id)
@@ -63,6 +81,21 @@ if channel ~= '' and #published > 0 then
   redis.call('PUBLISH', channel, '[' .. table.concat(published, ',') .. ']')
 end
 return {written, duplicates}
+"""
+)
+
+REQUEUE = (
+    ALLOW_OOM
+    + UNQUEUE
+    + """
+-- KEYS: job key, pending set. ARGV: the status it was judged lost in, attempts, now, job id.
+-- The sweeper's compare-and-set: a job that moved on since (started, answered) is left be.
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+if ARGV[1] ~= 'queued' then enqueue(KEYS[1]) end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', ARGV[2])
+redis.call('HDEL', KEYS[1], 'held_by', 'held_at', 'held_tag')
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
 """
 )
 

@@ -14,9 +14,17 @@ from kombu import Exchange, Queue
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
 
 QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
+UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
+"""Kombu's hash of delivered, unacknowledged messages (delivery tag -> message) and its index
+by delivery time: named here because the API's sweeper removes a dead worker's entry once
+it has re-sent the jobs, so the message does not come back after the visibility timeout."""
 
 
-def make_celery(name: str, broker_url: str, **overrides: Any) -> Celery:
+def make_celery(
+    name: str, broker_url: str, transport_options: dict | None = None, **overrides: Any
+) -> Celery:
+    """`transport_options` are merged into the shared ones (queue order, unacked keys)."""
     app = Celery(name, broker=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -33,6 +41,9 @@ def make_celery(name: str, broker_url: str, **overrides: Any) -> Celery:
             "queue_order_strategy": "priority",
             "socket_connect_timeout": 0.5,
             "socket_timeout": 2.0,
+            "unacked_key": UNACKED_KEY,
+            "unacked_index_key": UNACKED_INDEX_KEY,
+            **(transport_options or {}),
         },
         broker_connection_timeout=0.5,
         broker_connection_retry_on_startup=True,

@@ -34,8 +34,7 @@ def create_celery(settings: WorkerSettings) -> Celery:
         # them on at runtime when it starts, so they are only paid while someone watches.
         worker_send_task_events=False,
         task_send_sent_event=False,
-        broker_transport_options={
-            "queue_order_strategy": "priority",
+        transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "socket_connect_timeout": 2.0,
             "socket_timeout": 10.0,

@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 
 import redis
 
-from common.contract import WORKER_HEARTBEAT_KEY, WORKER_PACE_KEY
+from common.contract import WORKER_HEARTBEAT_KEY, WORKER_HOST_KEY, WORKER_PACE_KEY
 from common.jobstate import ALLOW_OOM
 
 log = logging.getLogger(__name__)
 
-BEAT = ALLOW_OOM + "return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])"
-"""allow-oom: a full Redis (noeviction) must not make live workers look dead; the entry
-exists already, so the write costs no memory."""
+BEAT = (
+    ALLOW_OOM
+    + """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+"""
+)
+"""allow-oom: a full Redis (noeviction) must not make live workers look dead; the entries
+exist already, so the writes cost no memory."""
+
+
+def holder_name(pid: int | None = None) -> str:
+    """`<hostname>:<pid>` of a worker's main process, the one that takes messages off the
+    queue (`workers.broker`): the name a held message's jobs record (`held_by`)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
 class Heartbeat:
-    def __init__(self, client: redis.Redis, name: str, interval_s: float) -> None:
+    def __init__(
+        self, client: redis.Redis, name: str, interval_s: float, holder: str | None = None
+    ) -> None:
         self._redis = client
         self._beat = client.register_script(BEAT)
         self.name = name
+        self.holder = holder or holder_name(os.getppid())
+        """This pool process's main process: alive while any of its pool processes beats."""
         self._interval_s = interval_s
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
@@ -33,7 +51,8 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
-        self._beat(keys=[WORKER_HEARTBEAT_KEY], args=[f"{time.time():.6f}", self.name])
+        keys = [WORKER_HEARTBEAT_KEY, WORKER_HOST_KEY]
+        self._beat(keys=keys, args=[f"{time.time():.6f}", self.name, self.holder])
 
     def stop(self) -> None:
         self._stopped.set()

@@ -33,11 +33,18 @@ class _QueueCollector:
             "Age of the oldest message waiting in a queue (0 when empty).",
             labels=["queue"],
         )
+        images = GaugeMetricFamily(
+            "digits_queue_images",
+            "Images in a queue's jobs not yet started (waiting or held): what scaling follows.",
+            labels=["queue"],
+        )
         for queue, state in self._states.items():
             depth.add_metric([queue], state.depth)
             age.add_metric([queue], state.oldest_age_s)
+            images.add_metric([queue], state.images)
         yield depth
         yield age
+        yield images
 
 
 def _exposition(states: dict[str, QueueState]) -> bytes:

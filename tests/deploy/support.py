@@ -32,6 +32,8 @@ API_METRICS = {
     "digits_rejections_total": "counter",
     "digits_queue_depth": "gauge",
     "digits_queue_oldest_age_seconds": "gauge",
+    "digits_queue_images": "gauge",
+    "digits_reviews_resolved_total": "counter",
 }
 WORKER_METRICS = {
     "digits_batch_size": "histogram",
@@ -121,3 +123,54 @@ def require_tool(name: str, install: str) -> str:
 def venv_env(**extra: str) -> dict[str, str]:
     """The test environment plus overrides, with the repo importable (`python -m api...`)."""
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def keda_triggers() -> list[dict[str, Any]]:
+    """The worker ScaledObject's triggers (deploy/k8s/worker.yaml)."""
+    docs = yaml.safe_load_all((DEPLOY / "k8s" / "worker.yaml").read_text())
+    (scaled,) = [d for d in docs if d and d["kind"] == "ScaledObject"]
+    return scaled["spec"]["triggers"]
+
+
+def gjson_path(path: str) -> list[str]:
+    """The keys of a simple GJSON path (KEDA's `valueLocation`): dots separate, `\\.` escapes."""
+    return [part.replace("\0", ".") for part in path.replace("\\.", "\0").split(".")]
+
+
+def gjson_get(document: Any, path: str) -> Any:
+    """What KEDA reads at `path` in a JSON document."""
+    for key in gjson_path(path):
+        document = document[key]
+    return document
+
+
+SITE = ROOT / "deploy" / "nginx" / "default.conf"
+NGINX_INSTALL = "apt-get install -y nginx-light"
+
+
+def nginx_site(tmp_path: Path, listen: str, swaps: dict[str, str]) -> Path:
+    """deploy/nginx/default.conf listening on `listen` with `swaps` applied (each must occur
+    exactly once, so a change to the shipped file cannot silently skip one)."""
+    swaps = {"listen 80 default_server;": f"listen {listen} default_server;", **swaps}
+    text = SITE.read_text()
+    for old, new in swaps.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    site = tmp_path / "site.conf"
+    site.write_text(text)
+    return site
+
+
+def main_conf(tmp_path: Path, site: Path) -> Path:
+    """A minimal nginx.conf around the site file, as the nginx image's own one includes it."""
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach tmp_path
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"{user}pid {tmp_path}/nginx.pid;\nevents {{}}\nhttp {{\n  include {site};\n}}\n"
+    )
+    return conf
+
+
+def nginx_args(tmp_path: Path, conf: Path) -> list[str]:
+    nginx = require_tool("nginx", NGINX_INSTALL)
+    return [nginx, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
-from tests.deploy.support import DEPLOY
+from tests.deploy.support import DEPLOY, gjson_path, keda_triggers
 
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.33.0"
@@ -169,17 +169,26 @@ def test_every_document_is_namespaced_to_digits() -> None:
             assert doc["metadata"]["namespace"] == "digits", label(doc)
 
 
-def test_keda_scales_the_worker_on_both_celery_queues() -> None:
+def test_keda_scales_the_worker_on_the_images_of_both_queues() -> None:
     scaled = by_kind("ScaledObject")["worker"]["spec"]
     assert scaled["scaleTargetRef"]["name"] in by_kind("Deployment")
     assert scaled["scaleTargetRef"]["name"] == "worker"
     assert scaled["minReplicaCount"] >= 1  # a cold model would break the 2 s promise
-    lists = {t["metadata"]["listName"] for t in scaled["triggers"] if t["type"] == "redis"}
-    assert lists == {QUEUE_INTERACTIVE, QUEUE_BULK}
-    auth = {t["authenticationRef"]["name"] for t in scaled["triggers"]}
-    assert auth <= set(by_kind("TriggerAuthentication"))
-    address = {t["metadata"]["address"] for t in scaled["triggers"]}
-    assert address == {"redis.digits.svc.cluster.local:6379"}
+    assert {t["type"] for t in scaled["triggers"]} == {"metrics-api"}
+    paths = {gjson_path(t["metadata"]["valueLocation"])[1]: t for t in keda_triggers()}
+    paths = {q: gjson_path(t["metadata"]["valueLocation"]) for q, t in paths.items()}
+    assert set(paths) == {QUEUE_INTERACTIVE, QUEUE_BULK}
+    assert all(p == ["queues", q, "images"] for q, p in paths.items()), paths
+    # The API's Service, by its cluster DNS name and port, on the unauthenticated /v1/slo.
+    service = by_kind("Service")["api"]
+    port = service["spec"]["ports"][0]["port"]
+    host = f"http://api.digits.svc.cluster.local{'' if port == 80 else f':{port}'}"
+    assert {t["metadata"]["url"] for t in scaled["triggers"]} == {f"{host}/v1/slo"}
+    targets = {
+        gjson_path(t["metadata"]["valueLocation"])[1]: float(t["metadata"]["targetValue"])
+        for t in scaled["triggers"]
+    }
+    assert targets[QUEUE_INTERACTIVE] < targets[QUEUE_BULK]  # the 2 s promise scales sooner
 
 
 def test_api_hpa_scales_the_api_on_cpu() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -15,26 +14,8 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from tests.deploy.support import ROOT, require_tool
+from tests.deploy.support import SITE, main_conf, nginx_args, nginx_site
 from tests.harness import ManagedProcess, free_port, wait_until
-
-SITE = ROOT / "deploy" / "nginx" / "default.conf"
-INSTALL = "apt-get install -y nginx-light"
-
-
-def main_conf(tmp_path: Path, site: Path) -> Path:
-    """A minimal nginx.conf around the site file, as the nginx image's own one includes it."""
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach tmp_path
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        f"{user}pid {tmp_path}/nginx.pid;\nevents {{}}\nhttp {{\n  include {site};\n}}\n"
-    )
-    return conf
-
-
-def nginx_args(tmp_path: Path, conf: Path) -> list[str]:
-    nginx = require_tool("nginx", INSTALL)
-    return [nginx, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
 
 
 def test_nginx_accepts_the_config_and_rejects_a_broken_one(tmp_path: Path) -> None:
@@ -92,13 +73,7 @@ def start_nginx(tmp_path: Path, swaps: dict[str, str]) -> tuple[ManagedProcess, 
     """deploy/nginx/default.conf with `swaps` applied (each must occur once) and `listen`
     moved to a free loopback port; returns the running nginx and its URL once it answers."""
     port = free_port()
-    swaps = {"listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;", **swaps}
-    text = SITE.read_text()
-    for old, new in swaps.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    site = tmp_path / "site.conf"
-    site.write_text(text)
+    site = nginx_site(tmp_path, f"127.0.0.1:{port}", swaps)
     args = [*nginx_args(tmp_path, main_conf(tmp_path, site)), "-g", "daemon off;"]
     process = ManagedProcess(f"deploy-nginx-{port}", args, {})
     url = f"http://127.0.0.1:{port}"

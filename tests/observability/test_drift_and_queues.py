@@ -80,7 +80,7 @@ def test_queue_age_then_drift_state_changes_with_a_skewed_mix(mnist_test, tmp_pa
         queues = client.get("/v1/slo").json()["queues"]
         assert queues["digits.bulk"]["depth"] == 1
         assert queues["digits.bulk"]["oldest_age_s"] >= 30
-        assert queues["digits.interactive"] == {"depth": 0, "oldest_age_s": 0.0}
+        assert queues["digits.interactive"] == {"depth": 0, "images": 0, "oldest_age_s": 0.0}
         scrape = samples(f"http://127.0.0.1:{port}/metrics")
         assert value(scrape, "digits_queue_depth", queue="digits.bulk") == 1
         assert value(scrape, "digits_queue_oldest_age_seconds", queue="digits.bulk") >= 30
