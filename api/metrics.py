@@ -56,6 +56,12 @@ REJECTIONS = Counter(
     "/v1 and /v2/models requests answered 4xx/5xx, by the error code of the body.",
     ["reason"],
 )
+REVIEWS_RESOLVED = Counter(
+    "digits_reviews_resolved",
+    "Review items a person resolved, by the model version that answered them and whether "
+    "it was right (the canary's accuracy on reviewed labels).",
+    ["version", "outcome"],
+)
 
 UNMATCHED = "unmatched"
 COUNTED_PREFIXES = ("/v1/", "/v2/models/")
@@ -152,3 +158,20 @@ def count_shed(route: str, waited_s: float) -> None:
     HTTP_REQUESTS.labels(route, "POST", "5xx").inc()
     HTTP_DURATION.labels(route).observe(waited_s)
     REJECTIONS.labels("overloaded").inc()
+
+
+def reviews_listed(versions: set[str | None]) -> None:
+    """Review items of these versions were shown to a person: their resolved counts exist at
+    zero from now on, so windowed `increase()` counts the first resolution too (a series
+    first seen already at 1 would count as 0). A review resolved within one scrape interval
+    of its version's first listing in this process can still be missed in a window; the
+    canary judge reads the labelled records themselves and is exact."""
+    for version in versions:
+        for outcome in ("right", "wrong"):
+            REVIEWS_RESOLVED.labels(version or "unknown", outcome)
+
+
+def count_resolved_review(version: str | None, right: bool) -> None:
+    """One resolved review item (`api.reviews.ReviewStore.resolve`)."""
+    reviews_listed({version})
+    REVIEWS_RESOLVED.labels(version or "unknown", "right" if right else "wrong").inc()

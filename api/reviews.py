@@ -13,6 +13,7 @@ from PIL import Image
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from api.metrics import count_resolved_review, reviews_listed
 from common.contract import IMAGE_SIDE, JobStatus, job_key
 from common.reviews import (
     LABELLED_IMAGES_KEY,
@@ -20,6 +21,7 @@ from common.reviews import (
     PENDING_REVIEWS_KEY,
     VERDICT_DIGIT,
     VERDICT_NO_DIGIT,
+    is_right,
     review_key,
 )
 
@@ -64,6 +66,7 @@ class ReviewStore:
             )
         if expired:
             await self._redis.zrem(PENDING_REVIEWS_KEY, *expired)
+        reviews_listed({item.get("model_version") for item in items})
         return {"total": total - len(expired), "offset": offset, "limit": limit, "items": items}
 
     async def resolve(
@@ -115,12 +118,16 @@ class ReviewStore:
                     break
                 except WatchError:
                     continue
+        right = is_right(labelled)
+        count_resolved_review(fields.get("model_version"), right)
         return {
             "id": rid,
             "job_id": fields["job_id"],
             "label": label,
             "verdict": verdict,
             "model_digit": fields["model_digit"],
+            "model_version": fields.get("model_version"),
+            "model_right": right,
         }
 
 

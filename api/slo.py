@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from common.reviews import wilson
+
 WINDOWS = {"5m": ("5m", 300), "1h": ("1h", 3600), "24h": ("1d", 86400)}
 """Window name -> (PromQL range, seconds)."""
 DIGITS = [str(d) for d in range(10)]
@@ -135,6 +137,22 @@ QUERIES = {
             "throughput_1m": "sum(digits:sli_requests:increase1m) / 60",
             "workers_up": "sum(digits_worker_up)",
         }
+    ),
+    "versions": " or ".join(
+        per_window(
+            f'label_replace(sum by (version{extra}) (increase({metric}[{{w}}])), "stat", "{name}",'
+            ' "", "")'
+        )
+        for name, metric, extra in (
+            ("images", "digits_version_images_total", ""),
+            ("flagged", "digits_version_needs_review_total", ""),
+            ("model_seconds", "digits_version_model_seconds_sum", ""),
+            ("reviewed", "digits_reviews_resolved_total", ", outcome"),
+        )
+    ),
+    "version_latency": per_window(
+        "histogram_quantile(0.99, sum by (version, le) "
+        "(increase(digits_version_model_seconds_bucket[{w}])))"
     ),
     "model": "sum by (name, version) (digits_model_info)",
     "reference_classes": "max by (name, version, digit) (digits_model_reference_class_share)",
@@ -321,6 +339,48 @@ def windows(answers: dict[str, Any], rule: DriftRule) -> dict[str, dict[str, Any
             "drift": drift(
                 by_digit, reference, [baseline.get((name, d), 0.0) for d in DIGITS], rule
             ),
+            "versions": versions(answers, name),
+        }
+    return report
+
+
+def versions(answers: dict[str, Any], window: str) -> dict[str, dict[str, Any]]:
+    """Per model version in `window`: traffic, review rate, model time and accuracy on the
+    items people reviewed (what a canary is judged on, beside production)."""
+    stats: dict[str, dict[str, float]] = {}
+    for labels, value in answers["versions"]:
+        if labels.get("window") != window:
+            continue
+        stat = labels["stat"]
+        if stat == "reviewed":
+            stat = f"reviewed_{labels.get('outcome', '')}"
+        stats.setdefault(labels.get("version", ""), {})[stat] = value
+    p99 = {
+        labels.get("version", ""): value
+        for labels, value in answers["version_latency"]
+        if labels.get("window") == window
+    }
+    report = {}
+    for version, got in sorted(stats.items()):
+        images = _count(got.get("images"))
+        right, wrong = _count(got.get("reviewed_right")), _count(got.get("reviewed_wrong"))
+        reviewed = right + wrong
+        if not images and not reviewed:
+            continue
+        low, high = wilson(right, reviewed)
+        flagged = _count(got.get("flagged"))
+        report[version] = {
+            "images": images,
+            "needs_review": flagged,
+            "review_rate": _round(flagged / images if images else None, 6),
+            "model_ms_per_image": _round(
+                1000 * got.get("model_seconds", 0.0) / images if images else None, 4
+            ),
+            "model_seconds_p99_per_message": _round(p99.get(version), 4),
+            "reviewed": reviewed,
+            "reviewed_right": right,
+            "reviewed_accuracy": _round(right / reviewed if reviewed else None, 4),
+            "reviewed_accuracy_95ci": [round(low, 4), round(high, 4)] if reviewed else None,
         }
     return report
 

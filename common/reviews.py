@@ -8,6 +8,9 @@ person's label; the labelled examples stay (no TTL) until exported for retrainin
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from common.contract import KEY_PREFIX
 
 PENDING_REVIEWS_KEY = f"{KEY_PREFIX}:reviews:pending"
@@ -41,7 +44,7 @@ local added, skipped, jobs = 0, 0, {}
 local room = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
 for i = 4, #ARGV, 4 do
   local id, jobkey, fields, image = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local key = 'digits:review:' .. id
+  local key = 'REVIEW_KEY_PREFIX' .. id
   if redis.call('EXISTS', key) == 0 then
     if added >= room then
       skipped = skipped + 1
@@ -58,4 +61,26 @@ end
 local result = {added, skipped}
 for _, jobkey in ipairs(jobs) do result[#result + 1] = jobkey end
 return result
-"""
+""".replace("REVIEW_KEY_PREFIX", review_key(""))
+
+
+Z95 = 1.959964
+
+
+def is_right(record: dict[str, Any]) -> bool:
+    """Was the model right on a resolved review? A "no digit" verdict is right when the model
+    found no digit; otherwise the person's label must be the model's digit."""
+    if record.get("verdict") == VERDICT_NO_DIGIT:
+        return record.get("model_digit") is None
+    return record.get("label") is not None and record.get("model_digit") == record.get("label")
+
+
+def wilson(right: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion `right / n` (behaves at small n and near 0
+    or 1, where the normal approximation does not)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = right / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

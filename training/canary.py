@@ -8,8 +8,10 @@ accuracy with Newcombe's hybrid score interval (method 10, Newcombe 1998), which
 small counts and near 0 or 1 where the normal approximation does not.
 
 The verdict: `promote` when the interval of (candidate - production) lies above zero (the
-candidate is right more often, at 95 %), `reject` when it lies below, else `wait` (not enough
-reviews to tell); never before `min_reviews` reviewed items of each version.
+candidate is right more often, at 95 %) and its model time per image is no worse than
+`LATENCY_TOLERANCE` x production's (Prometheus, the workers' per-version counters), `reject`
+when the interval lies below or it is slower, else `wait` (not enough reviews to tell, or
+latency unknown); never before `min_reviews` reviewed items of each version.
 
 NOTE: each version is scored on the items it flagged itself, the hard ones by its own
 confidence, not on a common sample: read the result with the review rate per version
@@ -23,9 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from common.reviews import LABELLED_KEY, VERDICT_NO_DIGIT
-
-Z95 = 1.959964
+from common.reviews import LABELLED_KEY, is_right, wilson
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,25 @@ class VersionScore:
         return wilson(self.right, self.reviewed)
 
 
+LATENCY_TOLERANCE = 1.25
+"""The candidate may be at most this much slower per image than production (model time is
+noisy on a shared machine; a real regression, e.g. a bigger network, is well beyond it)."""
+LATENCY_WINDOW = "1h"
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Model milliseconds per image of each version over `LATENCY_WINDOW` (Prometheus)."""
+
+    candidate_ms: float | None
+    production_ms: float | None
+    source: str
+
+    @property
+    def known(self) -> bool:
+        return self.candidate_ms is not None and self.production_ms is not None
+
+
 @dataclass(frozen=True)
 class Verdict:
     decision: str
@@ -50,16 +69,6 @@ class Verdict:
     low: float
     high: float
     reason: str
-
-
-def wilson(right: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion `right / n`."""
-    if n == 0:
-        return 0.0, 1.0
-    p = right / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def difference_interval(a: VersionScore, b: VersionScore) -> tuple[float, float, float]:
@@ -71,12 +80,6 @@ def difference_interval(a: VersionScore, b: VersionScore) -> tuple[float, float,
     low = diff - math.sqrt((pa - la) ** 2 + (ub - pb) ** 2)
     high = diff + math.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
     return diff, max(-1.0, low), min(1.0, high)
-
-
-def is_right(record: dict[str, Any]) -> bool:
-    if record.get("verdict") == VERDICT_NO_DIGIT:
-        return record.get("model_digit") is None
-    return record.get("label") is not None and record.get("model_digit") == record.get("label")
 
 
 def scores(records: list[dict[str, Any]]) -> dict[str, VersionScore]:
@@ -92,7 +95,62 @@ def scores(records: list[dict[str, Any]]) -> dict[str, VersionScore]:
     return {v: VersionScore(v, n, right) for v, (n, right) in counts.items()}
 
 
-def judge(candidate: VersionScore, production: VersionScore, min_reviews: int = 30) -> Verdict:
+def judge(
+    candidate: VersionScore,
+    production: VersionScore,
+    min_reviews: int = 30,
+    latency: Latency | None = None,
+    tolerance: float = LATENCY_TOLERANCE,
+) -> Verdict:
+    """On reviewed accuracy first; a candidate right more often is promoted only with no worse
+    latency (`latency` None: not compared, as asked with `--no-latency`)."""
+    verdict = _judge_accuracy(candidate, production, min_reviews)
+    if verdict.decision != "promote" or latency is None:
+        return verdict
+    if not latency.known:
+        return Verdict(
+            "wait",
+            verdict.difference,
+            verdict.low,
+            verdict.high,
+            f"{verdict.reason}; but latency unknown ({latency.source})",
+        )
+    if latency.candidate_ms > tolerance * latency.production_ms:
+        return Verdict(
+            "reject",
+            verdict.difference,
+            verdict.low,
+            verdict.high,
+            f"{verdict.reason}; but slower: {latency.candidate_ms:.3f} ms per image against "
+            f"{latency.production_ms:.3f} (more than {tolerance:g}x)",
+        )
+    return verdict
+
+
+def read_latency(prometheus_url: str, candidate: str, production: str) -> Latency:
+    """Each version's model time per image over `LATENCY_WINDOW`, from the workers' counters."""
+    import httpx
+
+    w = LATENCY_WINDOW
+    expr = (
+        f"sum by (version) (increase(digits_version_model_seconds_sum[{w}])) * 1000"
+        f" / sum by (version) (increase(digits_version_images_total[{w}]))"
+    )
+    try:
+        body = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=5)
+        result = body.json()["data"]["result"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        return Latency(None, None, f"Prometheus at {prometheus_url}: {type(exc).__name__}")
+    ms = {
+        item["metric"].get("version"): float(item["value"][1])
+        for item in result
+        if not math.isnan(float(item["value"][1]))
+    }
+    source = f"Prometheus at {prometheus_url}, last {w}"
+    return Latency(ms.get(candidate), ms.get(production), source)
+
+
+def _judge_accuracy(candidate: VersionScore, production: VersionScore, min_reviews: int) -> Verdict:
     if min(candidate.reviewed, production.reviewed) < min_reviews:
         return Verdict(
             "wait",
@@ -118,13 +176,29 @@ def read_labelled(redis_url: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in client.hgetall(LABELLED_KEY).values()]
 
 
-def report(candidate: VersionScore, production: VersionScore, verdict: Verdict) -> str:
-    lines = [f"{'':>22}  {'version':>7}  {'reviewed':>8}  {'right':>6}  accuracy (95 % CI)"]
+def report(
+    candidate: VersionScore,
+    production: VersionScore,
+    verdict: Verdict,
+    latency: Latency | None = None,
+) -> str:
+    lines = [
+        f"{'':>22}  {'version':>7}  {'reviewed':>8}  {'right':>6}  accuracy (95 % CI)"
+        f"{'  model ms/image' if latency else ''}"
+    ]
     for role, s in (("candidate", candidate), ("production", production)):
         low, high = s.interval()
-        lines.append(
+        line = (
             f"{role:>22}  {s.version:>7}  {s.reviewed:>8}  {s.right:>6}  "
             f"{s.accuracy:.1%} ({low:.1%} to {high:.1%})"
         )
+        if latency:
+            ms = latency.candidate_ms if role == "candidate" else latency.production_ms
+            line += f"  {ms:.3f}" if ms is not None else "  unknown"
+        lines.append(line)
+    if latency:
+        lines.append(f"latency from {latency.source}")
+    else:
+        lines.append("latency not compared (--no-latency)")
     lines.append(f"verdict: {verdict.decision} - {verdict.reason}")
     return "\n".join(lines)

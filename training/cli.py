@@ -145,6 +145,18 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         help="where the reviewed labels live (default: $REDIS_URL)",
     )
+    judge.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        help="where each version's model time is counted (default: $PROMETHEUS_URL)",
+    )
+    judge.add_argument(
+        "--latency-tolerance",
+        type=float,
+        default=None,
+        help="the candidate may be this many times slower per image (default: 1.25)",
+    )
+    judge.add_argument("--no-latency", action="store_true", help="judge on reviewed accuracy alone")
 
     reviews = commands.add_parser("reviews", help="labelled examples from the review queue")
     reviews_commands = reviews.add_subparsers(dest="reviews_command", required=True)
@@ -283,8 +295,12 @@ def _judge(args: argparse.Namespace) -> int:
     by_version = canary.scores(canary.read_labelled(args.redis_url))
     mine = by_version.get(candidate, canary.VersionScore(candidate, 0, 0))
     theirs = by_version.get(production, canary.VersionScore(production, 0, 0))
-    verdict = canary.judge(mine, theirs, args.min_reviews)
-    print(canary.report(mine, theirs, verdict))
+    latency = (
+        None if args.no_latency else canary.read_latency(args.prometheus_url, candidate, production)
+    )
+    tolerance = args.latency_tolerance or canary.LATENCY_TOLERANCE
+    verdict = canary.judge(mine, theirs, args.min_reviews, latency, tolerance)
+    print(canary.report(mine, theirs, verdict, latency))
     if verdict.decision != "promote":
         return 1 if verdict.decision == "wait" else 3
     if args.promote:

@@ -227,7 +227,17 @@ def process_started(model_name: str, model_version: str, metadata: dict) -> None
     for label in DIGIT_LABELS:  # at zero: Prometheus' increase() needs to see the start
         m.predictions.labels(label)
     m.needs_review.inc(0)
+    version_serving(model_version)
     m.worker_up.set(1)
+
+
+def version_serving(version: str) -> None:
+    """A version (production or the canary) starts serving here: its per-version series
+    exist at zero before its first batch, so windowed `increase()` counts that batch too."""
+    m = metrics()
+    m.version_images.labels(version)
+    m.version_flagged.labels(version)
+    m.version_model_seconds.labels(version)
 
 
 def process_stopping() -> None:

@@ -123,7 +123,7 @@ def watch_canary() -> AliasWatcher | None:
     if settings.canary_share <= 0 or _state.runner is None:
         return None
     try:
-        _state.runner.canary = load_version(settings.canary_alias)
+        switch_canary(load_version(settings.canary_alias))
         version = _state.runner.canary.info.version
     except Exception as exc:  # no candidate yet (or a broken one): production serves all
         log.warning("no canary model: %s", exc)
@@ -145,6 +145,8 @@ def watch_canary() -> AliasWatcher | None:
 def switch_canary(model: DigitModel | None) -> None:
     if _state.runner is not None:
         _state.runner.canary = model
+    if model is not None:
+        worker_metrics.version_serving(model.info.version)
 
 
 def switch_model(model: DigitModel) -> None:

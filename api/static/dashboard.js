@@ -74,17 +74,41 @@ function timelineChart(data) {
 }
 
 // Prometheus down: every number it holds is unknown, said so, never shown as 100 %.
+function renderVersions(versions) {
+  // One row per version serving in the window: what a canary is judged on, beside production.
+  $("versions-table").tBodies[0].replaceChildren(...Object.entries(versions || {}).map(([version, v]) => {
+    const tr = document.createElement("tr");
+    tr.id = "version-" + version;
+    tr.dataset.raw = JSON.stringify(v);
+    const ci = v.reviewed_accuracy_95ci;
+    const cells = [
+      "v" + version,
+      String(v.images),
+      pct(v.review_rate, 1),
+      num(v.model_ms_per_image, 3),
+      String(v.reviewed),
+      v.reviewed ? `${pct(v.reviewed_accuracy, 1)} (${pct(ci[0], 1)} – ${pct(ci[1], 1)})` : "none reviewed yet",
+    ];
+    for (const text of cells) {
+      const td = document.createElement("td"); td.textContent = text; tr.appendChild(td);
+    }
+    return tr;
+  }));
+}
+
 function renderUnknownWindows(reason) {
   for (const id of ["availability", "p99", "throughput", "review-rate", "drift-state", "budget"]) set(id, UNKNOWN, null);
   for (const id of ["availability-sub", "latency-sub", "throughput-sub", "review-sub", "drift-sub"]) set(id, reason);
   $("budget-bar").style.width = "0";
   for (const id of ["tile-availability", "tile-latency", "tile-throughput", "tile-review", "tile-drift"]) tone(id, "unknown");
   $("slo-table").tBodies[0].replaceChildren();
+  $("versions-table").tBodies[0].replaceChildren();
   for (const id of ["latency-chart", "timeline-chart", "class-chart", "confidence-chart"]) svg($(id), [node("text", { x: 10, y: 20 }, UNKNOWN + ": " + reason)]);
 }
 
 function renderWindows(data) {
   const w = data.windows[windowName], obj = data.objectives, now = data.current;
+  renderVersions(w.versions);
   set("availability", w.availability == null ? "no traffic" : pct(w.availability), w.availability);
   set("availability-sub", `objective ${pct(obj.availability, 2)} · ${w.requests} requests, ${w.errors_5xx} 5xx`);
   const budget = w.error_budget_remaining;

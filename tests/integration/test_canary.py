@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,17 @@ import redis
 
 from common import registry
 from common.reviews import LABELLED_KEY
-from tests.harness import ROOT, RedisServer, free_port, start_api, start_worker, wait_for_workers
+from tests.harness import (
+    ROOT,
+    RedisServer,
+    free_port,
+    start_api,
+    start_worker,
+    wait_for_workers,
+    wait_until,
+)
+from tests.observability.prometheus import PrometheusServer, require_prometheus
+from tests.observability.support import close
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,25 +45,40 @@ def models(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@dataclass
+class Canary:
+    url: str
+    redis_url: str
+    prometheus: PrometheusServer
+
+
 @pytest.fixture()
-def stack(models: Path) -> Iterator[tuple[str, str]]:
+def stack(models: Path) -> Iterator[Canary]:
+    require_prometheus()
     server = RedisServer()
+    port, metrics_port = free_port(), free_port()
+    prometheus = PrometheusServer(port, metrics_port)
     # every answer flagged (threshold 1.0), so each version gets reviews quickly
     env = {"MODELS_DIR": str(models), "REVIEW_THRESHOLD": "1.0"}
     worker = start_worker(
-        server.url, name="canary-worker", WORKER_CONCURRENCY="2", CANARY_SHARE="0.5", **env
+        server.url,
+        name="canary-worker",
+        WORKER_CONCURRENCY="2",
+        CANARY_SHARE="0.5",
+        WORKER_METRICS_PORT=str(metrics_port),
+        **env,
     )
     api = None
     try:
         wait_for_workers(server.url, count=2)
-        port = free_port()
-        api = start_api(server.url, port, name="canary-api", **env)
-        yield f"http://127.0.0.1:{port}", server.url
+        api = start_api(server.url, port, name="canary-api", PROMETHEUS_URL=prometheus.url, **env)
+        yield Canary(f"http://127.0.0.1:{port}", server.url, prometheus)
     finally:
         if api is not None:
             api.stop()
         worker.stop()
         server.stop()
+        prometheus.stop()
 
 
 def judge(models: Path, redis_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -61,10 +87,20 @@ def judge(models: Path, redis_url: str, *extra: str) -> subprocess.CompletedProc
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
-def review_all(http: httpx.Client, agree_with: str) -> int:
-    """Label every pending item: the model's digit where `agree_with` answered, else another."""
+def review_all(http: httpx.Client, agree_with: str, prometheus: PrometheusServer) -> int:
+    """Label every pending item: the model's digit where `agree_with` answered, else another.
+
+    As a person would, after looking: the first listing of a version's items creates its
+    resolved counters at zero, and a scrape sees them before the first label."""
     done = 0
     while items := http.get("/v1/reviews", params={"limit": 200}).json()["items"]:
+        scraped = len(prometheus.query("digits_reviews_resolved_total"))
+        wait_until(
+            lambda n=scraped: len(prometheus.query("digits_reviews_resolved_total")) >= max(n, 4),
+            30,
+            "the resolved counters scraped at zero",
+            interval=0.2,
+        )
         for item in items:
             digit = item["model_digit"]
             label = digit if item["model_version"] == agree_with else (digit + 1) % 10
@@ -74,34 +110,86 @@ def review_all(http: httpx.Client, agree_with: str) -> int:
     return done
 
 
-def test_reviewed_accuracy_per_version_decides_the_promotion(
-    stack: tuple[str, str], models: Path
-) -> None:
-    url, redis_url = stack
-    noise = np.random.default_rng(7).integers(0, 256, (80, 28, 28), dtype=np.uint8)
+def predict_all(http: httpx.Client, images: np.ndarray) -> list[str]:
+    """One sync request per image; the version that answered each."""
     versions = []
-    with httpx.Client(base_url=url, timeout=10) as http:
-        for image in noise:
-            response = http.post("/v1/predict", json={"images": [image.tolist()]})
-            assert response.status_code == 200, response.text
-            versions.append(response.json()["model_version"])
-        assert 20 <= versions.count("3") <= 60, versions  # about half to the candidate
-        assert set(versions) == {"2", "3"}
+    for image in images:
+        response = http.post("/v1/predict", json={"images": [image.tolist()]})
+        assert response.status_code == 200, response.text
+        versions.append(response.json()["model_version"])
+    return versions
 
-        waiting = judge(models, redis_url)  # nothing reviewed yet
+
+def test_reviewed_accuracy_per_version_decides_the_promotion(stack: Canary, models: Path) -> None:
+    noise = np.random.default_rng(7).integers(0, 256, (80, 28, 28), dtype=np.uint8)
+    judged = ("--prometheus-url", stack.prometheus.url)
+    # Prometheus has seen both versions' counters at zero (as in production, long before
+    # traffic), so its windows count the first requests too.
+    wait_until(
+        lambda: len(stack.prometheus.query("digits_version_images_total == 0")) == 2,
+        30,
+        "both versions' counters scraped at zero",
+        interval=0.2,
+    )
+    with httpx.Client(base_url=stack.url, timeout=10) as http:
+        first = predict_all(http, noise)
+        assert 20 <= first.count("3") <= 60, first  # about half to the candidate
+        assert set(first) == {"2", "3"}
+
+        waiting = judge(models, stack.redis_url, *judged)  # nothing reviewed yet
         assert waiting.returncode == 1 and "verdict: wait" in waiting.stdout
 
-        assert review_all(http, agree_with="2") == 80  # people side with production first
-        refused = judge(models, redis_url, "--promote")
+        # people side with production first
+        assert review_all(http, agree_with="2", prometheus=stack.prometheus) == 80
+        refused = judge(models, stack.redis_url, "--promote", *judged)
         assert refused.returncode == 3 and "verdict: reject" in refused.stdout
         assert registry.read_aliases(models, NAME)["production"] == 2
 
         # a new canary period: the first labels dropped, people now side with the candidate
-        redis.Redis.from_url(redis_url).delete(LABELLED_KEY)
-        for image in noise:
-            assert http.post("/v1/predict", json={"images": [image.tolist()]}).status_code == 200
-        assert review_all(http, agree_with="3") == 80
-    promoted = judge(models, redis_url, "--promote")
+        redis.Redis.from_url(stack.redis_url).delete(LABELLED_KEY)
+        second = predict_all(http, noise)
+        assert review_all(http, agree_with="3", prometheus=stack.prometheus) == 80
+
+        # The dashboard's numbers per version, from Prometheus, over the last 5 minutes.
+        expected = {
+            "2": {"images": first.count("2") + second.count("2"), "right": first.count("2")},
+            "3": {"images": first.count("3") + second.count("3"), "right": second.count("3")},
+        }
+
+        seen: dict = {}
+
+        def per_version() -> dict | None:
+            got = http.get("/v1/slo").json()["windows"]["5m"]["versions"]
+            seen.clear()
+            seen.update(
+                {v: {"images": got[v]["images"], "right": got[v]["reviewed_right"]} for v in got}
+            )
+            agree = set(seen) >= set(expected) and all(
+                close(seen[v][k], n) for v, want in expected.items() for k, n in want.items()
+            )
+            return got if agree else None
+
+        try:
+            versions = wait_until(per_version, 30, "per-version numbers in /v1/slo", 0.5)
+        except TimeoutError:
+            pytest.fail(f"/v1/slo per version: {seen}, expected {expected}")
+    # Windowed counts agree within Prometheus' extrapolation (tests/observability: `close`).
+    for version, counts in expected.items():
+        row = versions[version]
+        assert close(row["reviewed"], counts["images"]), row  # every answer was flagged
+        assert close(row["needs_review"], counts["images"]), row
+        assert row["review_rate"] == pytest.approx(1.0, abs=0.03)
+        accuracy = counts["right"] / counts["images"]
+        assert row["reviewed_accuracy"] == pytest.approx(accuracy, abs=0.03)
+        low, high = row["reviewed_accuracy_95ci"]
+        assert low <= row["reviewed_accuracy"] <= high
+        assert row["model_ms_per_image"] > 0 and row["model_seconds_p99_per_message"] > 0
+
+    # Latency compared as read from Prometheus (both versions are the same network, so the
+    # tolerance here only keeps a noisy shared machine from deciding; tests/unit pins the rule).
+    promoted = judge(models, stack.redis_url, "--promote", *judged, "--latency-tolerance", "10")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "verdict: promote" in promoted.stdout
+    assert f"latency from Prometheus at {stack.prometheus.url}" in promoted.stdout
+    assert "unknown" not in promoted.stdout
     assert registry.read_aliases(models, NAME)["production"] == 3  # through the registry gate

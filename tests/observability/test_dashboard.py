@@ -81,6 +81,13 @@ def test_dashboard_shows_the_slo_numbers(stack):
     assert five["postcode_review_reasons"].get("length_mismatch", 0) >= 1
     assert shown["review-rate"] == pytest.approx(five["postcode_review_rate"], abs=0.01)
     assert shown["drift-state"] == five["drift"]["state"]
+    # One row per model version serving (here production only): its numbers from /v1/slo.
+    served = slo["current"]["model"]["version"]
+    assert set(five["versions"]) == {served}, five["versions"]
+    row = shown[f"version-{served}"]
+    assert close(row["images"], five["versions"][served]["images"])
+    assert close(five["versions"][served]["images"], five["predictions"])
+    assert row["model_ms_per_image"] > 0
     assert shown["workers-count"] == len(slo["workers"]) == 2
     assert shown["queue-depth"] == 0
     assert shown["review-backlog"] == slo["reviews"]["pending"]

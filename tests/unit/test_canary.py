@@ -8,7 +8,15 @@ from types import SimpleNamespace
 import pytest
 
 from common.contract import JobKind, JobSpec, PredictMessage
-from training.canary import VersionScore, difference_interval, is_right, judge, scores, wilson
+from training.canary import (
+    Latency,
+    VersionScore,
+    difference_interval,
+    is_right,
+    judge,
+    scores,
+    wilson,
+)
 from workers.inference import BatchRunner, canary_draw
 from workers.model import ModelInfo
 
@@ -30,6 +38,21 @@ def test_the_verdict_needs_enough_reviews_and_a_clear_interval() -> None:
     assert judge(close, VersionScore("3", 60, 38)).decision == "wait"
     few = judge(VersionScore("4", 10, 10), VersionScore("3", 10, 0), min_reviews=30)
     assert few.decision == "wait" and "need 30" in few.reason
+
+
+def test_a_more_accurate_candidate_is_promoted_only_with_no_worse_latency() -> None:
+    better, worse = VersionScore("4", 60, 54), VersionScore("3", 60, 36)
+    same = Latency(0.050, 0.048, "test")
+    assert judge(better, worse, latency=same).decision == "promote"
+    slower = judge(better, worse, latency=Latency(0.090, 0.048, "test"))
+    assert slower.decision == "reject" and "slower" in slower.reason
+    unknown = judge(better, worse, latency=Latency(None, 0.048, "Prometheus down"))
+    assert unknown.decision == "wait" and "latency unknown (Prometheus down)" in unknown.reason
+    # a worse candidate is rejected on accuracy whatever its speed
+    assert judge(worse, better, latency=Latency(0.01, 0.05, "test")).decision == "reject"
+    assert judge(better, worse, latency=Latency(0.090, 0.048, "t"), tolerance=2).decision == (
+        "promote"
+    )
 
 
 def test_scores_per_version_with_no_digit_answers() -> None:
