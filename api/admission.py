@@ -23,7 +23,9 @@ from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, WORKER_HEARTBEAT_KEY,
 
 
 @dataclass
-class QueueState:
+class Backlog:
+    """What admission knows of the queues and the workers, as last read from Redis."""
+
     interactive: int = 0
     bulk: int = 0
     workers: int = 0
@@ -51,7 +53,7 @@ class LoopLag:
         self._window_s = window_s
         self._ticks: list[tuple[float, float, float]] = []  # (ended at, lasted, lag)
         self.lag_s = 0.0
-        self.loop = Periodic("loop-lag", 0.0, self._measure)
+        self.periodic = Periodic("loop-lag", 0.0, self._measure)
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,10 +94,10 @@ class Admission:
         self._refresh_s = refresh_s
         self._max_loop_lag_s = max_loop_lag_s
         self.lag = LoopLag()
-        self.state = QueueState()
-        self.loop = Periodic("admission", refresh_s, self.refresh)
+        self.state = Backlog()
+        self.periodic = Periodic("admission", refresh_s, self.refresh)
 
-    async def refresh(self) -> QueueState:
+    async def refresh(self) -> Backlog:
         now = time.time()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.llen(QUEUE_INTERACTIVE)
@@ -105,7 +107,7 @@ class Admission:
             interactive, bulk, live, stats = await pipe.execute()
         live_names = {name.decode() for name in live}
         per_message = [float(v) for k, v in stats.items() if k.decode() in live_names]
-        self.state = QueueState(
+        self.state = Backlog(
             interactive=interactive,
             bulk=bulk,
             workers=len(live_names),
@@ -141,7 +143,7 @@ class Admission:
         if refusal is not None:
             raise refusal
 
-    def _refusal(self, state: QueueState) -> ServiceUnavailable | None:
+    def _refusal(self, state: Backlog) -> ServiceUnavailable | None:
         if time.time() - state.read_at > 2.0:
             return None  # stale view (Redis trouble): let the enqueue itself decide
         if state.workers < 1:

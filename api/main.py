@@ -121,16 +121,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
         await listener.start()
         await _first_look(admission)
-        admission.loop.start()
-        admission.lag.loop.start()
-        sweeper.loop.start()
+        admission.periodic.start()
+        admission.lag.periodic.start()
+        sweeper.periodic.start()
         obs = await observability.start(app, settings)
         try:
             yield
         finally:
-            await admission.loop.stop()
-            await admission.lag.loop.stop()
-            await sweeper.loop.stop()
+            await admission.periodic.stop()
+            await admission.lag.periodic.stop()
+            await sweeper.periodic.stop()
             await dispatcher.close()
             await listener.stop()
             await client.aclose()

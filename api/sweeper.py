@@ -38,6 +38,7 @@ from api.periodic import Periodic
 from common.contract import (
     IMAGE_BYTES,
     IMAGE_SIDE,
+    KEY_PREFIX,
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
     QUEUE_TAKEN_KEY,
@@ -52,7 +53,7 @@ from common.jobstate import FINISH, PENDING_KEY, REQUEUE, finish_args
 from common.queueing import UNACKED_INDEX_KEY, UNACKED_KEY
 
 log = logging.getLogger(__name__)
-LOCK_KEY = "digits:sweeper-lock"
+LOCK_KEY = f"{KEY_PREFIX}:sweeper-lock"
 _STATE = (
     "status",
     "started_by",
@@ -124,7 +125,7 @@ class Sweeper:
         self._offset = 0
         self._suspects: dict[str, float] = {}
         """Jobs judged MESSAGE_LOST -> when first so; acted on from the next sweep on."""
-        self.loop = Periodic("sweeper", policy.interval_s, self.sweep_once)
+        self.periodic = Periodic("sweeper", policy.interval_s, self.sweep_once)
 
     async def sweep_once(self) -> int:
         """One pass over up to `pages_per_sweep` pages; returns how many jobs were re-sent or

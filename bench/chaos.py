@@ -26,8 +26,8 @@ from bench.http import Client
 from bench.loadgen import Tally, closed_loop, open_loop
 from bench.samples import batch_json, digit_png
 from bench.stack import Stack, StackConfig
-from tests.harness import group_pids, job_ids_by_status, start_worker, wait_for_workers
-from tests.reliability.test_redis_memory import fill
+from harness.processes import group_pids, job_ids_by_status, start_worker, wait_for_workers
+from harness.redis_memory import fill
 
 FINAL = ("done", "failed", "reviewed")
 MAX_CONNECTIONS = 12_000

@@ -16,7 +16,7 @@ import sys
 import uvloop
 
 from bench.runner import ROOT, run_load
-from tests.harness import free_port, wait_until
+from harness.processes import free_port, wait_until
 
 _ANSWER = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n"

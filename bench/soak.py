@@ -29,7 +29,7 @@ from bench.loadgen import Tally, open_loop
 from bench.samples import digit_png
 from bench.stack import Stack, StackConfig
 from common.reviews import PENDING_REVIEWS_KEY
-from tests.harness import job_ids_by_status
+from harness.processes import job_ids_by_status
 
 SETTLE_S = 60.0
 """Memory is judged after this: SYNC_RESULT_TTL_S, when the first answers start to expire."""

@@ -1,13 +1,13 @@
 """The service under test: a throw-away stack on free loopback ports, or a running one (`--url`).
 
-Never the machine's Redis: the stack's redis-server gets its own free port (tests/harness.py).
+Never the machine's Redis: the stack's redis-server gets its own free port (harness/processes.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.harness import (
+from harness.processes import (
     ManagedProcess,
     RedisServer,
     free_port,

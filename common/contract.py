@@ -8,6 +8,8 @@ payload. The API sends work by task name, so it never imports the workers.
 from __future__ import annotations
 
 import base64
+import os
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -18,13 +20,29 @@ IMAGE_SIDE = 28
 IMAGE_BYTES = IMAGE_SIDE * IMAGE_SIDE
 """One normalised image: 28x28 uint8, white ink (255) on black (0), as MNIST."""
 
+
+def _namespace(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", value):
+        raise ValueError(
+            f"DIGITS_NAMESPACE={value!r}: use 1-32 lowercase letters, digits, '-' or '_', "
+            "starting with a letter"
+        )
+    return value
+
+
+NAMESPACE = _namespace(os.environ.get("DIGITS_NAMESPACE", "digits"))
+"""Every Redis key and Celery queue of this stack starts with it (default `digits`). Two
+stacks sharing one Redis (`make run` on a shared host) keep apart by giving each its own:
+`DIGITS_NAMESPACE=mine make run`. API and workers of one stack must agree; it is read once,
+when this module is imported."""
+
 TASK_PREDICT = "digits.predict"
-QUEUE_INTERACTIVE = "digits.interactive"
+QUEUE_INTERACTIVE = f"{NAMESPACE}.interactive"
 """Synchronous requests: consumed ahead of bulk work."""
-QUEUE_BULK = "digits.bulk"
+QUEUE_BULK = f"{NAMESPACE}.bulk"
 """Submitted jobs (`POST /v1/jobs`)."""
 
-KEY_PREFIX = "digits"
+KEY_PREFIX = NAMESPACE
 RESULT_CHANNEL_PREFIX = f"{KEY_PREFIX}:results:"
 """Workers PUBLISH finished jobs on `<prefix><reply_to>`; each API process listens to its own."""
 WORKER_HEARTBEAT_KEY = f"{KEY_PREFIX}:workers"

@@ -11,14 +11,15 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
+from common.contract import KEY_PREFIX, QUEUE_BULK, QUEUE_INTERACTIVE
 
 QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
-UNACKED_KEY = "unacked"
-UNACKED_INDEX_KEY = "unacked_index"
+UNACKED_KEY = f"{KEY_PREFIX}:unacked"
+UNACKED_INDEX_KEY = f"{KEY_PREFIX}:unacked_index"
 """Kombu's hash of delivered, unacknowledged messages (delivery tag -> message) and its index
 by delivery time: named here because the API's sweeper removes a dead worker's entry once
-it has re-sent the jobs, so the message does not come back after the visibility timeout."""
+it has re-sent the jobs, so the message does not come back after the visibility timeout;
+under the stack's namespace, so another stack on the same Redis never restores ours."""
 
 
 def make_celery(
@@ -43,6 +44,7 @@ def make_celery(
             "socket_timeout": 2.0,
             "unacked_key": UNACKED_KEY,
             "unacked_index_key": UNACKED_INDEX_KEY,
+            "unacked_mutex_key": f"{KEY_PREFIX}:unacked_mutex",
             **(transport_options or {}),
         },
         broker_connection_timeout=0.5,

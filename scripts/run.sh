@@ -5,7 +5,7 @@
 # after a back-off (1 s, doubling to RESTART_MAX_DELAY_S, back to 1 s once it stayed up 60 s),
 # and each restart is logged here and in the service's log. Ctrl-C or SIGTERM stops everything.
 #
-# Knobs (environment): REDIS_URL, REDIS_MAXMEMORY, API_PORT, WORKER_METRICS_PORT, FLOWER_PORT, FLOWER_USER,
+# Knobs (environment): REDIS_URL, DIGITS_NAMESPACE, REDIS_MAXMEMORY, API_PORT, WORKER_METRICS_PORT, FLOWER_PORT, FLOWER_USER,
 # FLOWER_PASSWORD, PROMETHEUS_PORT, PROMETHEUS_INTERVAL (scrape and rule interval, 5s),
 # RUN_DIR (logs, Redis data, metrics files, Prometheus data; default var/),
 # RESTART_MAX_DELAY_S, and every service setting (README, Configuration).
@@ -39,6 +39,7 @@ command -v prometheus >/dev/null && ports+=("PROMETHEUS_PORT=$PROMETHEUS_PORT")
 for entry in "${ports[@]}"; do
   if port_taken "${entry#*=}"; then
     echo "run.sh: port ${entry#*=} is taken (${entry%%=*}); free it or choose another, e.g. ${entry%%=*}=$((${entry#*=} + 1)) make run" >&2
+    trap - INT TERM EXIT  # nothing started yet: nothing to stop
     exit 1
   fi
 done
@@ -94,8 +95,16 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 redis_up() { $BIN/python -c "import redis,sys; redis.Redis.from_url('$REDIS_URL', socket_connect_timeout=1).ping()" 2>/dev/null; }
+NAMESPACE="${DIGITS_NAMESPACE:-digits}"
 if redis_up; then
-  echo "using Redis at $REDIS_URL"
+  echo "using Redis at $REDIS_URL, namespace $NAMESPACE"
+  # A Redis someone else runs may hold another stack: never join its queues unasked.
+  others=$($BIN/python -c "import time, redis; from common.contract import WORKER_HEARTBEAT_KEY as k; print(redis.Redis.from_url('$REDIS_URL').zcount(k, time.time() - 10, '+inf'))")
+  if [ "$others" != 0 ]; then
+    echo "run.sh: $others live worker process(es) already use namespace '$NAMESPACE' on $REDIS_URL (another stack); give this one its own: DIGITS_NAMESPACE=mine make run" >&2
+    trap - INT TERM EXIT  # nothing started yet: nothing to stop
+    exit 1
+  fi
 else
   command -v redis-server >/dev/null || scripts/ensure-tools.sh redis-server
   port=$($BIN/python -c "from urllib.parse import urlparse; print(urlparse('$REDIS_URL').port or 6379)")
@@ -157,7 +166,7 @@ cat <<INFO
 $flower_line
 $prometheus_line
   Workers    metrics http://127.0.0.1:$WORKER_METRICS_PORT/metrics
-  Redis      $REDIS_URL
+  Redis      $REDIS_URL     (namespace $NAMESPACE: DIGITS_NAMESPACE)
   Logs       $LOG/{api,worker,flower,redis,prometheus}.log
 
   Try: curl -F file=@tests/data/digit7.png http://127.0.0.1:$API_PORT/v1/predict

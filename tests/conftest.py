@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.harness import (
+from harness.processes import (
     ManagedProcess,
     RedisServer,
     free_port,

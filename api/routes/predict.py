@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -30,6 +29,7 @@ from api.openapi import (
     prediction_responses,
 )
 from api.schemas import Accepted, JobView, PostcodeResult
+from common.contract import JobKind
 
 router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(require_api_key)])
 
@@ -43,17 +43,12 @@ Length = Annotated[
 ]
 
 
-class Kind(StrEnum):
-    digits = "digits"
-    postcode = "postcode"
-
-
 async def _prepare(
-    request: Request, settings: ApiSettings, kind: Kind, length: int | None
+    request: Request, settings: ApiSettings, kind: JobKind, length: int | None
 ) -> Prepared:
     body = await read_body(request, settings.max_body_bytes)
     items = await read_items(request, body, settings.max_batch_images)
-    if kind is Kind.postcode:
+    if kind is JobKind.POSTCODE:
         work, args = prepare_postcodes, (items, settings.max_image_pixels, length)
     else:
         work, args = prepare_digits, (items, settings.max_image_pixels)
@@ -68,7 +63,7 @@ async def predict(
 ) -> Response:
     """Read one or more digits; answers within `wait` seconds (200) or returns a job (202)."""
     await service.admit_sync()
-    prepared = await _prepare(request, settings, Kind.digits, None)
+    prepared = await _prepare(request, settings, JobKind.DIGITS, None)
     return await service.predict(prepared, min(wait, settings.sync_wait_max_s), arrived_at(request))
 
 
@@ -82,7 +77,7 @@ async def postcodes(
 ) -> Response:
     """Read whole postal codes: each image is segmented and its digits classified in one batch."""
     await service.admit_sync()
-    prepared = await _prepare(request, settings, Kind.postcode, length)
+    prepared = await _prepare(request, settings, JobKind.POSTCODE, length)
     return await service.predict(prepared, min(wait, settings.sync_wait_max_s), arrived_at(request))
 
 
@@ -103,7 +98,7 @@ async def submit_job(
     request: Request,
     service: ServiceDep,
     settings: SettingsDep,
-    kind: Kind = Kind.digits,
+    kind: JobKind = JobKind.DIGITS,
     length: Length = None,
     idempotency_key: Annotated[
         str | None,

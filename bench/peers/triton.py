@@ -36,7 +36,7 @@ from bench.runner import ROOT, median_of, run_load
 from bench.samples import mnist_pngs
 from bench.stack import Stack, StackConfig
 from common.registry import PRODUCTION, resolve
-from tests.harness import free_port
+from harness.processes import free_port
 
 VENV = ROOT / "var" / "peers" / "triton-venv"
 PINS = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "pillow==13.0.0", "numpy==1.26.4")

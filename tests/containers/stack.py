@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tests.harness import free_port, wait_until
+from harness.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "test-output" / "containers" / "report.json"

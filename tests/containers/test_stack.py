@@ -23,8 +23,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from harness.processes import wait_until
 from tests.containers.stack import ROOT, Stack
-from tests.harness import wait_until
 
 DIGIT7 = (ROOT / "tests" / "data" / "digit7.png").read_bytes()
 RULES = ROOT / "deploy" / "prometheus" / "rules"

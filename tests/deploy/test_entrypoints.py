@@ -22,6 +22,14 @@ import httpx
 import pytest
 import redis
 
+from harness.processes import (
+    ManagedProcess,
+    RedisServer,
+    free_port,
+    start_api,
+    start_worker,
+    wait_until,
+)
 from tests.deploy.support import (
     ROOT,
     as_argv,
@@ -29,14 +37,6 @@ from tests.deploy.support import (
     read_env_file,
     require_tool,
     venv_env,
-)
-from tests.harness import (
-    ManagedProcess,
-    RedisServer,
-    free_port,
-    start_api,
-    start_worker,
-    wait_until,
 )
 
 SERVICES = compose_resolved()["services"]

@@ -14,8 +14,8 @@ from typing import ClassVar
 import httpx
 import pytest
 
+from harness.processes import ManagedProcess, free_port, wait_until
 from tests.deploy.support import SITE, main_conf, nginx_args, nginx_site
-from tests.harness import ManagedProcess, free_port, wait_until
 
 
 def test_nginx_accepts_the_config_and_rejects_a_broken_one(tmp_path: Path) -> None:

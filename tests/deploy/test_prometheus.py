@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
 from tests.deploy.support import (
     DEPLOY,
     KNOWN_METRICS,
@@ -105,7 +106,12 @@ def test_the_promised_alerts_exist() -> None:
             assert rule["labels"]["severity"] == severity
             # Multi-window: each condition pairs a long and a short window.
             assert len(re.findall(r"ratio_rate\w+", rule["expr"])) == 4
-    assert "digits.interactive" in alerts["DigitsInteractiveQueueStale"]["expr"]
+    # Any namespace's interactive queue (DIGITS_NAMESPACE; the default is digits.interactive).
+    stale = re.search(r'queue=~"(.+?)"', alerts["DigitsInteractiveQueueStale"]["expr"])
+    assert stale is not None
+    pattern = stale[1].encode().decode("unicode_escape")  # PromQL string escapes
+    assert re.fullmatch(pattern, QUEUE_INTERACTIVE) and re.fullmatch(pattern, "mine.interactive")
+    assert not re.fullmatch(pattern, QUEUE_BULK)
     assert "absent(digits_worker_up)" in alerts["DigitsNoWorkers"]["expr"]
     assert "sum(digits_worker_up) == 0" in alerts["DigitsNoWorkers"]["expr"]
 

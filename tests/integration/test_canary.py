@@ -20,7 +20,7 @@ import redis
 
 from common import registry
 from common.reviews import LABELLED_KEY
-from tests.harness import (
+from harness.processes import (
     ROOT,
     RedisServer,
     free_port,

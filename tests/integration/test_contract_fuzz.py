@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import LOG_DIR
+from harness.processes import LOG_DIR
 
 pytestmark = pytest.mark.integration
 

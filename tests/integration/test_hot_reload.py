@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from common import registry
-from tests.harness import (
+from harness.processes import (
     ROOT,
     RedisServer,
     free_port,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from api.jobs import _idempotency_key
-from tests.harness import free_port, start_api
+from harness.processes import free_port, start_api
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.harness import free_port, start_api
+from harness.processes import free_port, start_api
 from tests.unit.test_hostile_inputs import png_bomb
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.harness import (
+from harness.processes import (
     RedisServer,
     free_port,
     start_api,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.harness import wait_for_job, wait_until
+from harness.processes import wait_for_job, wait_until
 from tests.integration.conftest import png_bytes
 
 pytestmark = pytest.mark.integration

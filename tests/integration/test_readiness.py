@@ -10,7 +10,7 @@ import signal
 import httpx
 import pytest
 
-from tests.harness import RedisServer, free_port, start_api, start_worker, wait_until
+from harness.processes import RedisServer, free_port, start_api, start_worker, wait_until
 
 pytestmark = pytest.mark.integration
 

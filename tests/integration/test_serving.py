@@ -13,7 +13,7 @@ import pytest
 
 from common.contract import JobSpec, PredictMessage, encode_images, job_key
 from common.queueing import make_celery
-from tests.harness import wait_for_job
+from harness.processes import wait_for_job
 from tests.integration.conftest import png_bytes
 
 pytestmark = pytest.mark.integration

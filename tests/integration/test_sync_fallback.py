@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.harness import wait_for_job
+from harness.processes import wait_for_job
 from tests.integration.conftest import png_bytes
 
 pytestmark = pytest.mark.integration

@@ -201,7 +201,7 @@ def test_past_the_deadline_is_an_error_never_a_late_answer(api_url, worker, mnis
 
 
 def test_api_key_is_required_on_v2_models_when_configured(redis_server, worker):
-    from tests.harness import free_port, start_api
+    from harness.processes import free_port, start_api
 
     port = free_port()
     api = start_api(redis_server.url, port, name="v2-keyed-api", API_KEYS="k1")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.harness import (
+from harness.processes import (
     RedisServer,
     free_port,
     start_api,

@@ -10,7 +10,7 @@ import tempfile
 import httpx
 import pytest
 
-from tests.harness import ROOT, ManagedProcess, free_port, wait_until
+from harness.processes import ROOT, ManagedProcess, free_port, wait_until
 
 TEMPLATE = ROOT / "deploy" / "prometheus" / "local.yml"
 RULES = ROOT / "deploy" / "prometheus" / "rules"

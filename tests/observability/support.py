@@ -14,7 +14,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import ROOT, ManagedProcess, RedisServer
+from harness.processes import ROOT, ManagedProcess, RedisServer
 from tests.observability.prometheus import PrometheusServer
 
 DIGIT7_PNG = (ROOT / "tests" / "data" / "digit7.png").read_bytes()
@@ -113,7 +113,7 @@ def close(got: float, want: float) -> bool:
 def quiescent(stack: Stack) -> dict:
     """Wait until Prometheus has scraped every count the processes hold, its rules have run
     on them, and nothing moved since: a test can then count exactly. Returns `/v1/slo`."""
-    from tests.harness import wait_until
+    from harness.processes import wait_until
 
     previous: list = [None]
     prometheus = stack.prometheus

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.harness import ROOT, wait_until
+from harness.processes import ROOT, wait_until
 from tests.observability.support import (
     DIGIT7_PNG,
     OUTPUT,

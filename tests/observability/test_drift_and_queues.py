@@ -15,7 +15,7 @@ import pytest
 
 from common.contract import QUEUE_BULK, TASK_PREDICT, JobSpec, PredictMessage, encode_images
 from common.queueing import make_celery
-from tests.harness import (
+from harness.processes import (
     RedisServer,
     free_port,
     start_api,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.harness import wait_until
+from harness.processes import wait_until
 from tests.observability.support import (
     DIGIT7_PNG,
     json_images,

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.harness import wait_until
+from harness.processes import wait_until
 from tests.observability.support import (
     DIGIT7_PNG,
     SLI,

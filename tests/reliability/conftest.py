@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.harness import (
+from harness.processes import (
     ManagedProcess,
     RedisServer,
     free_port,

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from tests.harness import ManagedProcess
+from harness.processes import ManagedProcess
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

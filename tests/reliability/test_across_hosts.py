@@ -21,8 +21,10 @@ import httpx
 import pytest
 import redis
 
+from common.contract import WORKER_HOST_KEY, job_key
+from common.queueing import UNACKED_KEY
+from harness.processes import LOG_DIR, group_pids, job_ids_by_status, wait_until
 from tests.deploy.support import main_conf, nginx_args, nginx_site
-from tests.harness import LOG_DIR, group_pids, job_ids_by_status, wait_until
 from tests.reliability import hosts as netns
 from tests.reliability.conftest import batch_body
 
@@ -150,7 +152,7 @@ def test_a_worker_host_that_loses_its_network_loses_no_job(cluster: Cluster, dig
         def held_by_w1() -> list[str]:
             pipe = store.pipeline(transaction=False)
             for job_id in ids:
-                pipe.hget(f"digits:job:{job_id}", "held_by")
+                pipe.hget(job_key(job_id), "held_by")
             return [i for i, by in zip(ids, pipe.execute(), strict=True) if by == holder.encode()]
 
         held = wait_until(held_by_w1, 30, "w1 to hold messages")
@@ -167,11 +169,11 @@ def test_a_worker_host_that_loses_its_network_loses_no_job(cluster: Cluster, dig
             0.2,
         )
         recovered_s = time.monotonic() - cut_at
-        attempts = [int(store.hget(f"digits:job:{i}", "attempts") or 1) for i in held]
+        attempts = [int(store.hget(job_key(i), "attempts") or 1) for i in held]
     finally:
         cluster.hosts.restore("w1", "back")
     assert all(a >= 2 for a in attempts), attempts  # re-sent, not waited out
     assert recovered_s < 30, recovered_s  # before: the 326 s visibility timeout
     # w1 is back: it rejoins and nothing of its old messages is left to run again
-    wait_until(lambda: store.zcount("digits:worker-hosts", time.time() - 2, "+inf") == 2, 60, "w1")
-    wait_until(lambda: store.hlen("unacked") == 0, 30, "no message left unacknowledged")
+    wait_until(lambda: store.zcount(WORKER_HOST_KEY, time.time() - 2, "+inf") == 2, 60, "w1")
+    wait_until(lambda: store.hlen(UNACKED_KEY) == 0, 30, "no message left unacknowledged")

@@ -15,7 +15,7 @@ import time
 import orjson
 import pytest
 
-from tests.harness import process_table, wait_until
+from harness.processes import process_table, wait_until
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from tests.harness import wait_for_job
+from harness.processes import wait_for_job
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ import pytest
 from common.contract import QUEUE_BULK, job_key
 from common.jobstate import PENDING_KEY
 from common.queueing import UNACKED_KEY
-from tests.harness import group_pids, job_ids_by_status, wait_until
+from harness.processes import group_pids, job_ids_by_status, wait_until
 from tests.reliability.test_worker_loss import submit_bulk
 
 pytestmark = pytest.mark.integration

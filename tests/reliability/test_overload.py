@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.harness import wait_for_job, wait_until
+from harness.processes import wait_for_job, wait_until
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.harness import LOG_DIR, job_ids_by_status, wait_for_job, wait_until
+from harness.processes import LOG_DIR, job_ids_by_status, wait_for_job, wait_until
+from harness.redis_memory import fill, used_memory
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration
@@ -23,10 +24,6 @@ SYNC_TTL_S = 2
 
 def job_keys(client) -> list[bytes]:
     return list(client.scan_iter("digits:job:*", count=1000))
-
-
-def used_memory(client) -> int:
-    return int(client.info("memory")["used_memory"])
 
 
 def test_sync_answers_leave_nothing_beyond_their_short_ttl(make_stack, digits):
@@ -110,16 +107,6 @@ def test_sync_answers_leave_nothing_beyond_their_short_ttl(make_stack, digits):
     LOG_DIR.parent.mkdir(parents=True, exist_ok=True)
     (LOG_DIR.parent / "redis-memory.json").write_text(json.dumps(report, indent=2))
     assert per_request < 4096, report
-
-
-def fill(client, leave_bytes: int = 0) -> int:
-    """Make Redis full: junk keys, then `maxmemory` just below what is used (noeviction)."""
-    client.config_set("maxmemory", "0")
-    for index in range(600):
-        client.set(f"junk:{index}", b"x" * 10_000)
-    limit = used_memory(client) - 1_000_000 + leave_bytes
-    client.config_set("maxmemory", str(limit))
-    return limit
 
 
 def test_a_full_redis_is_a_fast_503_and_the_worker_survives(make_stack, digits):

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.harness import RedisServer, job_ids_by_status, wait_for_job, wait_until
+from harness.processes import RedisServer, job_ids_by_status, wait_for_job, wait_until
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.harness import free_port, wait_until
+from harness.processes import free_port, wait_until
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
+from harness.processes import job_ids_by_status, wait_until
 from tests.deploy.support import gjson_get, keda_triggers
-from tests.harness import job_ids_by_status, wait_until
 from tests.observability.support import samples, value
 from tests.reliability.conftest import batch_body
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.harness import job_ids_by_status, wait_until
+from harness.processes import job_ids_by_status, wait_until
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 
 from common.contract import QUEUE_BULK, WORKER_HEARTBEAT_KEY, job_key
 from common.jobstate import PENDING_KEY
-from tests.harness import RedisServer, group_pids, job_ids_by_status, wait_for_job, wait_until
+from harness.processes import RedisServer, group_pids, job_ids_by_status, wait_for_job, wait_until
 from tests.reliability.conftest import batch_body
 from tests.reliability.test_worker_loss import running_on, submit_with_backlog
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import LOG_DIR, ROOT, ManagedProcess, free_port, wait_until
+from common.contract import WORKER_HEARTBEAT_KEY
+from harness.processes import LOG_DIR, ROOT, ManagedProcess, RedisServer, free_port, wait_until
 from tests.reliability.conftest import batch_body
 from workers.shutdown import process_table
 
@@ -178,3 +180,30 @@ def test_a_taken_port_is_a_clear_failure_before_anything_starts(tmp_path):
         not (tmp_path / "log" / "api.log").exists()
         or "Uvicorn" not in (tmp_path / "log" / "api.log").read_text()
     )
+
+
+def test_a_namespace_another_stack_serves_is_a_clear_failure(tmp_path):
+    """A Redis that already answers may hold another stack: run.sh refuses to join its queues
+    and names the way out (DIGITS_NAMESPACE), before anything starts."""
+    server = RedisServer()
+    try:
+        server.client().zadd(WORKER_HEARTBEAT_KEY, {"elsewhere:1": time.time()})  # live there
+        env = {
+            **os.environ,
+            "REDIS_URL": server.url,
+            "API_PORT": str(free_port()),
+            "WORKER_METRICS_PORT": str(free_port()),
+            "PROMETHEUS_PORT": str(free_port()),
+            "FLOWER": "0",
+            "RUN_DIR": str(tmp_path),
+        }
+        env.pop("DIGITS_NAMESPACE", None)
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "run.sh")], env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 live worker process(es) already use namespace 'digits'" in result.stderr
+    assert "DIGITS_NAMESPACE=mine make run" in result.stderr
+    assert "API        http" not in result.stdout  # no banner

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.harness import group_pids, job_ids_by_status, wait_until
+from harness.processes import group_pids, job_ids_by_status, wait_until
 from tests.reliability.conftest import batch_body
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from common import registry
-from tests.harness import ROOT
+from harness.processes import ROOT
 from training.data import file_sha256
 from training.tracking import FOLDER_TAG, SOURCE_TAG, Tracker
 

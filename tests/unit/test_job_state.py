@@ -7,7 +7,7 @@ import pytest
 
 from common.contract import job_key
 from common.jobstate import PENDING_KEY
-from tests.harness import RedisServer
+from harness.processes import RedisServer
 from workers.results import Outcome, ResultWriter
 
 

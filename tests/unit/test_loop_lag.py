@@ -7,17 +7,17 @@ import time
 
 import pytest
 
-from api.admission import Admission, LoopLag, QueueState
+from api.admission import Admission, Backlog, LoopLag
 from api.errors import ServiceUnavailable
 
 
 async def _measure(load) -> LoopLag:
     lag = LoopLag(interval_s=0.02)
-    lag.loop.start()
+    lag.periodic.start()
     await asyncio.sleep(0.1)
     assert lag.lag_s < 0.05  # an idle loop is on time
     await load()
-    await lag.loop.stop()
+    await lag.periodic.stop()
     return lag
 
 
@@ -45,7 +45,7 @@ def test_one_long_step_is_not_taken_for_saturation():
 def test_sync_requests_are_refused_while_the_loop_lags():
     async def scenario():
         admission = Admission(None, sync_budget_s=1.5, max_bulk_messages=10, worker_stale_s=10)
-        admission.state = QueueState(workers=2, read_at=time.time())
+        admission.state = Backlog(workers=2, read_at=time.time())
         await admission.check_sync()  # healthy: admitted
         admission.lag.lag_s = 0.8
         with pytest.raises(ServiceUnavailable) as refused:

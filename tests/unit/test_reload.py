@@ -12,7 +12,7 @@ import pytest
 
 from common import registry
 from common.contract import JobKind, JobSpec, PredictMessage, encode_images
-from tests.harness import ROOT, wait_until
+from harness.processes import ROOT, wait_until
 from workers.inference import BatchRunner
 from workers.model import DigitModel
 from workers.reload import AliasWatcher

@@ -21,7 +21,7 @@ from typing import TypeVar
 import httpx
 import redis
 
-from common.contract import FINAL_STATUSES
+from common.contract import FINAL_STATUSES, WORKER_HEARTBEAT_KEY, job_key
 from workers.shutdown import process_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def start_worker(redis_url: str, name: str = "worker", **env: str) -> ManagedPro
 
 def live_workers(redis_url: str) -> int:
     client = redis.Redis.from_url(redis_url, socket_timeout=2)
-    return client.zcount("digits:workers", time.time() - 3, "+inf")
+    return client.zcount(WORKER_HEARTBEAT_KEY, time.time() - 3, "+inf")
 
 
 def wait_for_workers(redis_url: str, count: int = 1, timeout: float = 60) -> None:
@@ -181,7 +181,7 @@ def job_ids_by_status(client: redis.Redis, ids: list[str]) -> dict[str, list[str
     """Group job ids by their status in Redis ('missing' for expired or unknown)."""
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
-        pipe.hget(f"digits:job:{job_id}", "status")
+        pipe.hget(job_key(job_id), "status")
     groups: dict[str, list[str]] = {}
     for job_id, status in zip(ids, pipe.execute(), strict=True):
         groups.setdefault(status.decode() if status else "missing", []).append(job_id)
