@@ -64,7 +64,7 @@ def load_model(**_: object) -> None:
             review_ttl_s=settings.result_ttl_s,
             max_pending_reviews=settings.max_pending_reviews,
         ),
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=settings.model_batch_size,
         review_threshold=settings.review_threshold,
         postcode_review_threshold=settings.postcode_review_threshold,
         directory=directory,
@@ -183,7 +183,7 @@ def predict(message: dict) -> None:
     if _state.runner is None:
         raise RuntimeError("model not loaded in this process")
     stats = _state.runner.run(message)
-    worker_metrics.record_batch(stats, message, settings.max_batch_size)
+    worker_metrics.record_batch(stats, message, settings.model_batch_size)
 
 
 @worker_init.connect

@@ -104,10 +104,11 @@ def in_sli(route: str) -> bool:
     )
 
 
-def close(got: float, want: float) -> bool:
+def close(got: float, want: float, series: int = 1) -> bool:
     """`increase()` extrapolates a window's count by up to one scrape interval at its end
-    (by interval / age of the series): a count agrees if it is within 1 + 3 %."""
-    return abs(got - want) <= 1 + 0.03 * want
+    (by interval / age of the series): a count agrees if it is within 1 + 3 %, and one per
+    series more for a sum of `series` counters (each extrapolated, then rounded)."""
+    return abs(got - want) <= series + 0.03 * want
 
 
 def quiescent(stack: Stack) -> dict:
