@@ -44,6 +44,7 @@ test-containers: venv-dev
 lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: venv-dev
 	$(BIN)/ruff format .

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -102,7 +103,7 @@ class Dispatcher:
         task = asyncio.create_task(self._publish(queue, pending))
         self._in_flight.add(task)
         self._publishing[queue] = self._publishing.get(queue, 0) + 1
-        task.add_done_callback(lambda done, q=queue: self._published(done, q))
+        task.add_done_callback(functools.partial(self._published, queue=queue))
 
     def _published(self, task: asyncio.Task, queue: str) -> None:
         self._in_flight.discard(task)

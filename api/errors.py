@@ -92,7 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         body = {"error": {"code": code, "message": str(exc.detail)}}
-        return error_response(request, body, exc.status_code, exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(request, body, exc.status_code, headers)
 
     @app.exception_handler(RedisError)
     async def _redis_down(request: Request, exc: RedisError) -> Response:

@@ -227,7 +227,9 @@ def prepare_postcodes(items: list[Item], max_pixels: int, length: int | None) ->
             raise ImageError("bad_array", "postal codes are sent as encoded images, not arrays")
         return segment(decode(item, max_pixels=max_pixels), expected=length)
 
-    groups, crops, blank = [], [], []
+    groups: list[dict[str, Any]] = []
+    crops: list[np.ndarray] = []
+    blank: list[int] = []
     for segmentation in _each(items, convert):
         for crop in segmentation.crops:
             if crop.blank:

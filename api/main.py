@@ -6,6 +6,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -67,7 +68,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        timeouts = {"socket_connect_timeout": settings.redis_timeout_s}
+        timeouts: dict[str, Any] = {"socket_connect_timeout": settings.redis_timeout_s}
         # NOTE: a blocking pool: under a burst a request waits (bounded) for a connection
         # instead of failing at redis-py's default cap of 100.
         pool = BlockingConnectionPool.from_url(

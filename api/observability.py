@@ -103,7 +103,7 @@ class Observability:
             "workers": workers,
             "reviews": {
                 "pending": pending,
-                "oldest_age_s": round(max(0.0, now - oldest[0][1]), 3) if oldest else None,
+                "oldest_age_s": round(max(0.0, now - float(oldest[0][1])), 3) if oldest else None,
             },
         }
 

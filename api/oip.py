@@ -40,7 +40,7 @@ OUTPUTS = {
     "needs_review": ("BOOL", np.bool_, [-1]),
 }
 """Output name -> (protocol datatype, numpy dtype on the wire, shape in the metadata)."""
-_NUMERIC = {"UINT8": np.dtype("<u1"), "FP32": np.dtype("<f4")}
+_NUMERIC: dict[str, np.dtype] = {"UINT8": np.dtype("<u1"), "FP32": np.dtype("<f4")}
 _IMAGE_SHAPES = ((IMAGE_SIDE, IMAGE_SIDE), (IMAGE_SIDE, IMAGE_SIDE, 1))
 
 

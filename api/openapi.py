@@ -28,7 +28,7 @@ def image_request_body(max_images: int) -> dict:
             },
         ]
     }
-    content = {
+    content: dict[str, dict[str, Any]] = {
         media: {"schema": binary}
         for media in ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif")
     }

@@ -72,7 +72,7 @@ async def queue_states(client: Redis, now: float | None = None) -> dict[str, Que
 async def workers(client: Redis, stale_after_s: float, now: float | None = None) -> list[dict]:
     """Live worker processes (recent heartbeat), idle or busy: what they do is in Prometheus."""
     now = time.time() if now is None else now
-    beats = await client.zrangebyscore(
+    beats: list[tuple[bytes, float]] = await client.zrangebyscore(  # type: ignore[assignment]
         WORKER_HEARTBEAT_KEY, now - stale_after_s, "+inf", withscores=True
     )
     live = [

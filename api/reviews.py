@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -44,8 +44,11 @@ class ReviewStore:
     async def pending(self, offset: int, limit: int) -> dict[str, Any]:
         """Oldest first; items whose record expired are dropped from the queue on the way."""
         total = await self._redis.zcard(PENDING_REVIEWS_KEY)
-        ids = await self._redis.zrange(
-            PENDING_REVIEWS_KEY, offset, offset + limit - 1, withscores=True
+        ids = cast(
+            "list[tuple[bytes, float]]",
+            await self._redis.zrange(
+                PENDING_REVIEWS_KEY, offset, offset + limit - 1, withscores=True
+            ),
         )
         async with self._redis.pipeline(transaction=False) as pipe:
             for rid, _ in ids:
@@ -98,10 +101,10 @@ class ReviewStore:
                     await pipe.watch(job, key)
                     if not await pipe.exists(key):
                         raise ReviewNotFound(rid)  # resolved meanwhile by someone else
-                    body_raw, left = await pipe.hmget(job, "body", "pending_reviews")
+                    body_raw, left_raw = await pipe.hmget(job, "body", "pending_reviews")
                     pipe.multi()
                     if body_raw is not None:
-                        left = max(0, int(left or 1) - 1)
+                        left = max(0, int(left_raw or 1) - 1)
                         body = corrected(
                             orjson.loads(body_raw), fields["path"], label, left == 0, verdict
                         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,7 +166,7 @@ TIMELINE = "sum by (status_class) (digits:sli_requests:increase1m)"
 async def read(prometheus: Prometheus, now: float) -> dict[str, Any]:
     """Every query at evaluation time `now`, concurrently. Raises PrometheusUnavailable."""
     names = list(QUERIES)
-    tasks = [prometheus.query(QUERIES[name], now) for name in names]
+    tasks: list[Coroutine[Any, Any, Any]] = [prometheus.query(QUERIES[name], now) for name in names]
     tasks.append(prometheus.query_range(TIMELINE, now - 3600, now, 60))
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:

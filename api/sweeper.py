@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import orjson
@@ -199,9 +200,16 @@ class Sweeper:
 
     async def _recover(self, job_id: str, record: dict, reason: str) -> None:
         attempts = int(record["attempts"] or 1)
-        kind, n, meta, data = await self._redis.hmget(job_key(job_id), *_PAYLOAD)
-        complete = data is not None and n is not None and len(data) == int(n) * IMAGE_BYTES
-        if attempts >= self._policy.max_attempts or not complete:
+        kind, n, meta, data = cast(
+            "list[bytes | None]", await self._redis.hmget(job_key(job_id), *_PAYLOAD)
+        )
+        if (
+            attempts >= self._policy.max_attempts
+            or kind is None
+            or n is None
+            or data is None
+            or len(data) != int(n) * IMAGE_BYTES
+        ):
             await self._fail(job_id, (kind or b"digits").decode(), attempts, reason)
             return
         if record["held_tag"]:

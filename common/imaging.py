@@ -115,7 +115,7 @@ def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
     message always quotes `max_pixels`, whichever check refused the image.
     """
     limit = _max_pixels if max_pixels is None else max_pixels
-    if limit > Image.MAX_IMAGE_PIXELS:
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = limit
     if not data:
         raise ImageError("empty", "the image is empty")

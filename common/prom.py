@@ -13,8 +13,15 @@ import re
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _remove_if_owner(path: str, owner: int) -> None:
+    """At exit: the process that made a private metrics directory removes it (not its forks)."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def use_multiprocess_dir(service: str, *, private_if_unset: bool, clear: bool = False) -> str:
@@ -32,7 +39,7 @@ def use_multiprocess_dir(service: str, *, private_if_unset: bool, clear: bool = 
             return ""
         base = tempfile.mkdtemp(prefix=f"digits-{service}-metrics-")
         owner = os.getpid()
-        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(base, ignore_errors=True))
+        atexit.register(_remove_if_owner, base, owner)
     path = base if os.path.basename(base.rstrip("/")) == service else os.path.join(base, service)
     os.makedirs(path, exist_ok=True)
     if clear:
@@ -40,7 +47,7 @@ def use_multiprocess_dir(service: str, *, private_if_unset: bool, clear: bool = 
             if name.endswith(".db"):
                 os.remove(os.path.join(path, name))
     os.environ[ENV] = path
-    values = sys.modules.get("prometheus_client.values")
+    values: Any = sys.modules.get("prometheus_client.values")  # ValueClass: not in its stubs
     if values is not None and values.ValueClass is values.MutexValue:
         # Imported too early (Celery's CLI loads the Flower plugin, which imports it): switch
         # the storage now, before this process creates any metric of ours.

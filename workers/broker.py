@@ -131,7 +131,8 @@ class QoS(kombu_redis.QoS):
             log.warning("message %s not acknowledged in Redis: %s", delivery_tag, exc)
 
     def restore_by_tag(self, tag, client=None, leftmost=False) -> None:
-        message = self._delivered.get(tag)  # this process's own deliveries only
+        delivered: dict = self._delivered or {}
+        message = delivered.get(tag)  # this process's own deliveries only
         try:
             super().restore_by_tag(tag, client, leftmost)
         except ResponseError as exc:

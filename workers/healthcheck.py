@@ -52,7 +52,8 @@ def model_loaded(hostname: str, stale_s: float) -> bool:
         return False
     finally:
         client.close()
-    return any(member.decode().rsplit(":", 1)[0] == hostname for member in beats)
+    names = [bytes(member).decode() for member in beats]  # type: ignore[arg-type]
+    return any(name.rsplit(":", 1)[0] == hostname for name in names)
 
 
 def _give_up(signum: int, frame: object) -> None:

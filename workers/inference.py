@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -210,7 +211,7 @@ class BatchRunner:
             answers = predictions(probabilities, blank, self.review_threshold)
             if self._on_predictions:
                 self._on_predictions(answers)
-            body = {
+            body: dict[str, Any] = {
                 "id": job.id,
                 "status": str(JobStatus.DONE),
                 "kind": str(job.kind),

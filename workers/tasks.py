@@ -123,8 +123,9 @@ def watch_canary() -> AliasWatcher | None:
     if settings.canary_share <= 0 or _state.runner is None:
         return None
     try:
-        switch_canary(load_version(settings.canary_alias))
-        version = _state.runner.canary.info.version
+        canary = load_version(settings.canary_alias)
+        switch_canary(canary)
+        version = canary.info.version
     except Exception as exc:  # no candidate yet (or a broken one): production serves all
         log.warning("no canary model: %s", exc)
         version = None

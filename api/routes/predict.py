@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -48,6 +49,8 @@ async def _prepare(
 ) -> Prepared:
     body = await read_body(request, settings.max_body_bytes)
     items = await read_items(request, body, settings.max_batch_images)
+    work: Callable[..., Prepared]
+    args: tuple
     if kind is JobKind.POSTCODE:
         work, args = prepare_postcodes, (items, settings.max_image_pixels, length)
     else:

@@ -13,6 +13,7 @@ from api.errors import ApiError, json_response
 from api.openapi import error_responses
 from api.reviews import ReviewNotFound, ReviewStore
 from api.schemas import ReviewList, ReviewResolved
+from common.reviews import VERDICT_DIGIT
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"], dependencies=[Depends(require_api_key)])
 
@@ -76,7 +77,10 @@ async def resolve_review(
     the model's digit."""
     try:
         result = await reviews.resolve(
-            review_id, resolution.label, resolution.reviewer, verdict=resolution.verdict
+            review_id,
+            resolution.label,
+            resolution.reviewer,
+            verdict=resolution.verdict or VERDICT_DIGIT,  # set by Resolution's validator
         )
     except ReviewNotFound:
         raise ApiError(

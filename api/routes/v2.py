@@ -10,7 +10,7 @@ protocol's `{"error": "..."}`, never a late answer. Errors under /v2 take that s
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
@@ -57,7 +57,9 @@ def _errors(statuses: list[int]) -> dict:
     return error_responses(statuses, model=V2Error)
 
 
-_NOT_READY = {400: {"description": "Not ready (the protocol's 4xx = false)", "model": V2Error}}
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Not ready (the protocol's 4xx = false)", "model": V2Error}
+}
 
 
 @router.get("/health/live", responses={200: {"model": V2Live}})
