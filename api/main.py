@@ -20,6 +20,7 @@ from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
 from api.jobs import JobStore
 from api.metrics import count_shed
+from api.periodic import Loops
 from api.results import ResultListener
 from api.reviews import ReviewStore
 from api.routes import dashboard, docs, health, metrics, models, predict, reviews, v2
@@ -122,16 +123,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
         await listener.start()
         await _first_look(admission)
-        admission.periodic.start()
-        admission.lag.periodic.start()
-        sweeper.periodic.start()
+        loops = Loops(admission.periodic, admission.lag.periodic, sweeper.periodic)
+        loops.start()
         obs = await observability.start(app, settings)
         try:
             yield
         finally:
-            await admission.periodic.stop()
-            await admission.lag.periodic.stop()
-            await sweeper.periodic.stop()
+            await loops.stop()
             await dispatcher.close()
             await listener.stop()
             await client.aclose()

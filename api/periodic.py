@@ -45,3 +45,19 @@ class Periodic:
                 log.debug("%s skipped: %s", self._name, exc)
             except Exception:
                 log.exception("%s failed", self._name)
+
+
+class Loops:
+    """The API process's background loops: started together, stopped in reverse order, each
+    within its bounded stop. One owner, so `create_app` cannot start one and forget to stop it."""
+
+    def __init__(self, *loops: Periodic) -> None:
+        self._loops = loops
+
+    def start(self) -> None:
+        for loop in self._loops:
+            loop.start()
+
+    async def stop(self) -> None:
+        for loop in reversed(self._loops):
+            await loop.stop()
