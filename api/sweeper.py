@@ -41,7 +41,6 @@ from common.contract import (
     IMAGE_SIDE,
     KEY_PREFIX,
     QUEUE_BULK,
-    QUEUE_INTERACTIVE,
     QUEUE_TAKEN_KEY,
     WORKER_HEARTBEAT_KEY,
     WORKER_HOST_KEY,
@@ -51,7 +50,7 @@ from common.contract import (
     job_key,
 )
 from common.jobstate import FINISH, PENDING_KEY, REQUEUE, finish_args
-from common.queueing import UNACKED_INDEX_KEY, UNACKED_KEY
+from common.queueing import QUEUES, UNACKED_INDEX_KEY, UNACKED_KEY
 
 log = logging.getLogger(__name__)
 LOCK_KEY = f"{KEY_PREFIX}:sweeper-lock"
@@ -158,7 +157,7 @@ class Sweeper:
             pipe.zrangebyscore(WORKER_HEARTBEAT_KEY, since, "+inf")
             pipe.zrangebyscore(WORKER_HOST_KEY, since, "+inf")
             pipe.hgetall(QUEUE_TAKEN_KEY)
-            for queue in (QUEUE_INTERACTIVE, QUEUE_BULK):
+            for queue in QUEUES:
                 pipe.llen(queue)
             live, hosts, taken, *lengths = await pipe.execute()
         return World(
@@ -166,7 +165,7 @@ class Sweeper:
             {name.decode() for name in live},
             {name.decode() for name in hosts},
             {q.decode(): float(t) for q, t in taken.items()},
-            {q: n == 0 for q, n in zip((QUEUE_INTERACTIVE, QUEUE_BULK), lengths, strict=True)},
+            {q: n == 0 for q, n in zip(QUEUES, lengths, strict=True)},
         )
 
     async def _judge_page(self, page: list, world: World) -> int:

@@ -26,15 +26,13 @@ ALLOW_OOM = "#!lua flags=allow-oom\n"
 """Script shebang (Redis >= 7): the script may write while Redis is over `maxmemory`."""
 
 UNQUEUE = f"""
--- A job leaves `queued`: its images no longer wait on its queue.
-local function unqueue(key)
+-- A job enters (sign 1) or leaves (sign -1) `queued`: its images wait on its queue, or not.
+local function count_queued(key, sign)
   local queue, n = unpack(redis.call('HMGET', key, 'queue', 'n'))
-  if queue and n then redis.call('HINCRBY', '{QUEUED_IMAGES_KEY}', queue, -tonumber(n)) end
+  if queue and n then redis.call('HINCRBY', '{QUEUED_IMAGES_KEY}', queue, sign * tonumber(n)) end
 end
-local function enqueue(key)
-  local queue, n = unpack(redis.call('HMGET', key, 'queue', 'n'))
-  if queue and n then redis.call('HINCRBY', '{QUEUED_IMAGES_KEY}', queue, tonumber(n)) end
-end
+local function unqueue(key) count_queued(key, -1) end
+local function enqueue(key) count_queued(key, 1) end
 """
 """Lua helpers every script that moves a job into or out of `queued` uses, so
 `QUEUED_IMAGES_KEY` follows the statuses exactly."""

@@ -36,7 +36,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from common.contract import JOB_IDS_HEADER, QUEUE_TAKEN_KEY, job_key
 from common.jobstate import ALLOW_OOM, PENDING_KEY
-from workers.heartbeat import holder_name
+from workers.heartbeat import process_name
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class QoS(kombu_redis.QoS):
         ids = job_ids(message)
         keys = [self.unacked_index_key, self.unacked_key, PENDING_KEY, QUEUE_TAKEN_KEY]
         keys += [job_key(i) for i in ids]
-        args = [time(), delivery_tag, raw, holder_name(), delivery["routing_key"], *ids]
+        args = [time(), delivery_tag, raw, process_name(), delivery["routing_key"], *ids]
         try:
             with self.channel.conn_or_acquire() as client:
                 client.eval(APPEND_UNACKED, len(keys), *keys, *args)

@@ -27,9 +27,10 @@ return redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
 exist already, so the writes cost no memory."""
 
 
-def holder_name(pid: int | None = None) -> str:
-    """`<hostname>:<pid>` of a worker's main process, the one that takes messages off the
-    queue (`workers.broker`): the name a held message's jobs record (`held_by`)."""
+def process_name(pid: int | None = None) -> str:
+    """`<hostname>:<pid>`: how a worker process is named in Redis. A pool process so names
+    itself in the heartbeats and `started_by`; the main process, which takes messages off the
+    queue (`workers.broker`), in `held_by`. The healthcheck splits it back at the last ':'."""
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
@@ -40,7 +41,7 @@ class Heartbeat:
         self._redis = client
         self._beat = client.register_script(BEAT)
         self.name = name
-        self.holder = holder or holder_name(os.getppid())
+        self.holder = holder or process_name(os.getppid())
         """This pool process's main process: alive while any of its pool processes beats."""
         self._interval_s = interval_s
         self._stopped = threading.Event()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 
 import redis
 from celery.signals import (
@@ -21,7 +19,7 @@ from common.logs import configure_logging
 from workers import metrics as worker_metrics
 from workers import shutdown
 from workers.app import celery_app, settings
-from workers.heartbeat import Heartbeat
+from workers.heartbeat import Heartbeat, process_name
 from workers.inference import BatchRunner
 from workers.model import DigitModel
 from workers.reload import AliasWatcher
@@ -54,7 +52,7 @@ def load_model(**_: object) -> None:
         health_check_interval=30,
     )
     directory = load_directory(settings.postcode_directory)
-    name = f"{socket.gethostname()}:{os.getpid()}"
+    name = process_name()
     _state.runner = BatchRunner(
         model,
         ResultWriter(

@@ -27,6 +27,7 @@ from harness.processes import LOG_DIR, group_pids, job_ids_by_status, wait_until
 from tests.deploy.support import main_conf, nginx_args, nginx_site
 from tests.reliability import hosts as netns
 from tests.reliability.conftest import batch_body
+from tests.reliability.test_lost_messages import held as held_by
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -149,13 +150,7 @@ def test_a_worker_host_that_loses_its_network_loses_no_job(cluster: Cluster, dig
         body = batch_body(digits[0][:16])
         ids = [r.json()["id"] for r in post_all(cluster, [("/v1/jobs", body)] * 40)]
 
-        def held_by_w1() -> list[str]:
-            pipe = store.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hget(job_key(job_id), "held_by")
-            return [i for i, by in zip(ids, pipe.execute(), strict=True) if by == holder.encode()]
-
-        held = wait_until(held_by_w1, 30, "w1 to hold messages")
+        held = wait_until(lambda: held_by(store, ids, holder), 30, "w1 to hold messages")
         cluster.hosts.cut("w1", "back")  # w1's host is gone from the network, work in hand
         cut_at = time.monotonic()
     finally:
