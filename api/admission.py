@@ -123,12 +123,9 @@ class Admission:
         Redis. A queue refusal is only given on a fresh view: a state older than
         `refresh_s / 2` is read again first, so a worker that just started is never refused for.
         """
-        if self.lag.lag_s > self._max_loop_lag_s:
-            raise ServiceUnavailable(
-                "overloaded",
-                f"this API process runs {self.lag.lag_s:.2f}s behind; retry",
-                retry_after_s=1,
-            )
+        lagging = self._lag_refusal()
+        if lagging is not None:
+            raise lagging
         refusal = self._refusal(self.state)
         if refusal is None:
             return
@@ -142,6 +139,27 @@ class Admission:
         refusal = self._refusal(self.state)
         if refusal is not None:
             raise refusal
+
+    def refusal_now(self) -> ServiceUnavailable | None:
+        """The refusal due on what is already known, without a Redis round trip: this
+        process's loop lag, or a queue wait beyond the budget on a view at most two refreshes
+        old. Cheap enough for the HTTP protocol to ask of every sync request before it becomes
+        ASGI work (api/shedding.py); "no workers" is left to `check_sync`, which reads again.
+        """
+        lagging = self._lag_refusal()
+        if lagging is not None:
+            return lagging
+        state = self.state
+        if state.workers < 1 or time.time() - state.read_at > 2 * self._refresh_s:
+            return None
+        return self._refusal(state)
+
+    def _lag_refusal(self) -> ServiceUnavailable | None:
+        if self.lag.lag_s <= self._max_loop_lag_s:
+            return None
+        return ServiceUnavailable(
+            "overloaded", f"this API process runs {self.lag.lag_s:.2f}s behind; retry"
+        )
 
     def _refusal(self, state: Backlog) -> ServiceUnavailable | None:
         if time.time() - state.read_at > 2.0:

@@ -126,9 +126,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         loops = Loops(admission.periodic, admission.lag.periodic, sweeper.periodic)
         loops.start()
         obs = await observability.start(app, settings)
+        DeadlineHttpProtocol.admit_with(app.state.service.refusal_now)
         try:
             yield
         finally:
+            DeadlineHttpProtocol.admit_with(None)
             await loops.stop()
             await dispatcher.close()
             await listener.stop()

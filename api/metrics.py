@@ -153,11 +153,11 @@ def _record(scope: Scope, status: int, seconds: float, error_body: bytes | None)
         SYNC_FALLBACK.inc()
 
 
-def count_shed(route: str, waited_s: float) -> None:
+def count_shed(route: str, waited_s: float, code: str) -> None:
     """A request refused by api.shedding before it reached the app: a 503 like any other."""
     HTTP_REQUESTS.labels(route, "POST", "5xx").inc()
     HTTP_DURATION.labels(route).observe(waited_s)
-    REJECTIONS.labels("overloaded").inc()
+    REJECTIONS.labels(code).inc()
 
 
 def reviews_listed(versions: set[str | None]) -> None:

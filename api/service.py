@@ -72,19 +72,30 @@ class PredictionService:
         """Refuse (503) a sync request that could not be answered in time, before its body
         is even read: a refusal must cost far less than the work it avoids."""
         await self.admission.check_sync()
+        refusal = self._local_refusal()
+        if refusal is not None:
+            raise refusal
+
+    def refusal_now(self) -> ServiceUnavailable | None:
+        """Every refusal `admit_sync` can give without awaiting anything: what the HTTP
+        protocol (api/shedding.py) answers from its own bytes, before the app sees the request.
+        """
+        return self.admission.refusal_now() or self._local_refusal()
+
+    def _local_refusal(self) -> ServiceUnavailable | None:
         if not self.listener.healthy:
             # The answer could not reach this process: it would only come back as a 202 at
             # the deadline. Refused now; /readyz says the same, so the balancer moves on.
-            raise ServiceUnavailable(
+            return ServiceUnavailable(
                 "results_unavailable",
                 "this API process's result subscription is down (reconnecting); retry",
-                retry_after_s=1,
             )
         if self.in_flight >= self.max_in_flight:
             # This process is the bottleneck: more waiters would only all answer late.
-            raise ServiceUnavailable(
+            return ServiceUnavailable(
                 "overloaded", f"{self.in_flight} requests already waiting in this process"
             )
+        return None
 
     async def predict(
         self, prepared: Prepared, wait_s: float, arrived: float | None = None

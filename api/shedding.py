@@ -8,10 +8,14 @@ when a request's headers are parsed, so
 
 - every request's scope carries its true arrival time (`api.deadline.ARRIVED`): the sync
   deadline counts from there, not from when the process got around to it;
-- a synchronous request that already waited `SHED_AFTER_S` is answered 503 `overloaded`
-  from prebuilt bytes and its connection closed (tens of microseconds, no body read, no
-  task): far cheaper than the work it avoids, so the queue in front of the process drains
-  instead of growing, and refusals stay fast (README: "Deadlines under overload").
+- a synchronous request that already waited `SHED_AFTER_S`, or that admission would refuse
+  anyway on what it already knows (`PredictionService.refusal_now`: queue wait beyond the
+  budget, loop lag, the in-flight cap, the result subscription down), is answered 503 from
+  bytes built without the app (tens of microseconds, no task; the body is parsed past, not
+  read into the app): far cheaper than the work it avoids. An admission refusal keeps the
+  connection alive, so a keep-alive client is refused without a new handshake (5x the
+  refusals per second of the app's own path, `make chaos`); a request that waited past
+  `SHED_AFTER_S` closes it (`_keeps_alive` says why). README: "Deadlines under overload".
 
 Only the synchronous routes are shed this way; bulk submissions and reads keep their own,
 slower limits (the body must be read to answer them). Measured in `python -m bench.chaos`.
@@ -21,11 +25,15 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.deadline import ARRIVED
+from api.errors import ServiceUnavailable
+
+Refusal = Callable[[], ServiceUnavailable | None]
 
 SHED_ROUTES = {
     b"/v1/predict": "/v1/predict",
@@ -38,6 +46,8 @@ V2_INFER_TEMPLATES = (
     "/v2/models/{name}/versions/{version}/infer",
 )
 
+KEEP, CLOSE = "keep", "close"
+"""A refused request's connection: kept for the next request, or closed (api/shedding)."""
 LINGER_S = 2.0
 """How long a shed connection stays half-open to swallow the rest of its request."""
 
@@ -72,74 +82,117 @@ def shed_route(raw_path: bytes) -> str | None:
     return None
 
 
-def shed_response(waited: float, v2: bool) -> bytes:
-    message = f"this request waited {waited:.2f}s before the service could read it; retry"
-    error = message if v2 else {"code": "overloaded", "message": message}
-    body = orjson.dumps({"error": error})
-    head = (
-        b"HTTP/1.1 503 Service Unavailable\r\n"
-        b"content-type: application/json\r\n"
-        b"retry-after: 1\r\n"
-        b"connection: close\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
-    )
-    return head + body
+def refusal_response(refusal: ServiceUnavailable, v2: bool, keep_alive: bool = False) -> bytes:
+    """The whole HTTP answer for `refusal`, in the shape the app's error handlers give it."""
+    error = refusal.body()
+    body = orjson.dumps({"error": error["error"]["message"]} if v2 else error)
+    lines = [
+        b"HTTP/1.1 503 Service Unavailable",
+        b"content-type: application/json",
+        b"retry-after: " + (refusal.headers or {}).get("Retry-After", "1").encode(),
+        b"content-length: " + str(len(body)).encode(),
+    ]
+    if not keep_alive:
+        lines.append(b"connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol that stamps true arrival times and sheds stale sync work.
+    """uvicorn's httptools protocol that stamps true arrival times and sheds sync work early.
 
-    `SHED_AFTER_S` comes from the app's settings through `configure` (one place: api.config).
+    `SHED_AFTER_S` comes from the app's settings through `configure` (one place: api.config);
+    `refusal` is the running app's own cheap admission check, set by its lifespan.
     """
 
     shed_after_s: float = 0.5
     on_shed = None
-    """Called with (route template, seconds waited) of each shed request: metrics count it."""
+    """Called with (route template, seconds waited, error code) of each shed request."""
+    refusal: Refusal | None = None
+    """What admission would answer now without a Redis round trip; None: admit."""
 
     @classmethod
     def configure(cls, shed_after_s: float, on_shed) -> None:
         cls.shed_after_s = shed_after_s
         cls.on_shed = staticmethod(on_shed)
 
+    @classmethod
+    def admit_with(cls, refusal: Refusal | None) -> None:
+        cls.refusal = staticmethod(refusal) if refusal is not None else None  # type: ignore[assignment]
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._socket = transport.get_extra_info("socket")
-        self._shedding = False
+        self._shedding: str | None = None
+        """While a refused request's body is still arriving: KEEP or CLOSE."""
 
     def data_received(self, data: bytes) -> None:
-        if self._shedding:
+        if self._shedding == CLOSE:
             return  # the rest of a refused request: the connection is closing
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
         waited = waited_s(self._socket)
         self.scope[ARRIVED] = self.loop.time() - waited  # type: ignore[literal-required]
-        if waited > self.shed_after_s:
-            route = shed_route(self.url)
-            if route is not None:
-                self._shed(route, waited)
+        route = shed_route(self.url)
+        # NOTE: never while an earlier request of this connection is still being answered
+        # (HTTP pipelining): a 503 written now would overtake that request's answer.
+        if route is not None and (self.cycle is None or self.cycle.response_complete):
+            refusal = self._refusal_for(waited)
+            if refusal is not None:
+                self._shed(route, waited, refusal)
                 return
         super().on_headers_complete()
 
+    def _refusal_for(self, waited: float) -> ServiceUnavailable | None:
+        if waited > self.shed_after_s:
+            return ServiceUnavailable(
+                "overloaded",
+                f"this request waited {waited:.2f}s before the service could read it; retry",
+            )
+        return self.refusal() if self.refusal is not None else None
+
     def on_body(self, body: bytes) -> None:
-        if not self._shedding:
+        if self._shedding is None:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if not self._shedding:
+        if self._shedding is None:
             super().on_message_complete()
+        elif self._shedding == KEEP:
+            # The refused request's body is read to its end: the connection serves the next
+            # request as after any answer (keep-alive timer armed, pipelined work resumed).
+            self._shedding = None
+            self.on_response_complete()
 
-    def _shed(self, route: str, waited: float) -> None:
-        self._shedding = True
-        self.transport.write(shed_response(waited, route.startswith("/v2/")))
-        # A lingering close, as nginx does: closing with the body still unread would send
-        # a RST, which can destroy the 503 before the client reads it (the soak saw 15
-        # ConnectionResetErrors). Half-close, discard what still arrives, close on the
-        # client's EOF or after LINGER_S.
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-            self.loop.call_later(LINGER_S, self.transport.close)
-        else:
-            self.transport.close()
+    def _keeps_alive(self, waited: float) -> bool:
+        """Whether the connection goes on after an early refusal: an HTTP/1.1 keep-alive
+        request whose body will come whether or not it is answered (no `Expect: 100-continue`,
+        where the client waits and would never send it), refused by admission while this
+        process keeps up. A request that waited past `SHED_AFTER_S` closes its connection:
+        kept, its client's next requests would be read before the new connections waiting
+        in the accept queue (uvloop accepts about one per loop pass), and those waited 2-3x
+        longer (bench.chaos overload 3x, measured side by side; DESIGN "Refusing early")."""
+        if waited > self.shed_after_s:
+            return False
+        return (
+            self.parser.get_http_version() == "1.1"
+            and self.parser.should_keep_alive()
+            and not self.expect_100_continue
+        )
+
+    def _shed(self, route: str, waited: float, refusal: ServiceUnavailable) -> None:
+        keep = self._keeps_alive(waited)
+        self._shedding = KEEP if keep else CLOSE
+        self.transport.write(refusal_response(refusal, route.startswith("/v2/"), keep_alive=keep))
+        if not keep:
+            # A lingering close, as nginx does: closing with the body still unread would
+            # send a RST, which can destroy the 503 before the client reads it (the soak saw
+            # 15 ConnectionResetErrors). Half-close, discard what still arrives, close on the
+            # client's EOF or after LINGER_S.
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(LINGER_S, self.transport.close)
+            else:
+                self.transport.close()
         if self.on_shed is not None:
-            self.on_shed(route, waited)
+            self.on_shed(route, waited, refusal.code)

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+import orjson
 import uvloop
 
 from bench.http import Client
@@ -30,6 +32,7 @@ from harness.processes import group_pids, job_ids_by_status, start_worker, wait_
 from harness.redis_memory import fill
 
 FINAL = ("done", "failed", "reviewed")
+JSON = "application/json"
 MAX_CONNECTIONS = 12_000
 """The generator's connection cap: below the 20,000 file descriptors a process gets here."""
 
@@ -140,6 +143,55 @@ def capacity(stack: Stack) -> float:
     return float(uvloop.run(measure())["requests_per_s"])
 
 
+def _percentiles(seconds: list[float]) -> str:
+    if not seconds:
+        return ""
+    p50, p99 = np.percentile(np.asarray(seconds) * 1e3, [50, 99])
+    return f" (p50 {p50:.0f} ms, p99 {p99:.0f} ms)"
+
+
+REFUSAL_CASE = "refusal capacity (64 keep-alive clients, workers frozen)"
+
+
+def refusal_capacity(stack: Stack, seconds: float, clients: int = 64) -> dict:
+    """Refusals per second while admission refuses (workers frozen, queue past the budget),
+    from `clients` keep-alive clients in a closed loop: what a refusal costs the service.
+    The jobs queued to get there are followed to their end like any other."""
+    body = batch_json([digit_png(7)])
+    port = int(stack.url.rsplit(":", 1)[1])
+    worker = stack._processes[0]
+    queued, refused = Tally(), Tally()
+
+    async def refuse() -> dict:
+        client = Client("127.0.0.1", port, clients, 15.0)
+        try:
+            for _ in range(10_000):  # fill the interactive queue past the sync budget
+                status, answer = await client.request("POST", "/v1/predict?wait=0", body, JSON)
+                if status != 202:
+                    break
+                queued.ids.append(orjson.loads(answer)["id"])
+            return await closed_loop(
+                client, "/v1/predict", body, 1, clients, seconds, tally=refused
+            )
+        finally:
+            client.close()
+
+    worker.signal(signal.SIGSTOP)
+    try:
+        run = uvloop.run(refuse())
+    finally:
+        worker.signal(signal.SIGCONT)
+    groups = _settle(stack, queued.ids, 40.0)
+    return {
+        "refusals_per_s": refused.errors / run["elapsed_s"],
+        "answered": refused.ok + refused.accepted,
+        "kinds": refused.error_kinds,
+        "latency": _percentiles(refused.refusals),
+        "queued": len(queued.ids),
+        "lost_or_stuck": len(queued.ids) - sum(len(groups.get(s, [])) for s in FINAL),
+    }
+
+
 def table(name: str, row: dict) -> str:
     heads = ["accepted", "done", "failed", "lost", "stuck", "slowest answer", "slowest refusal"]
     values = [
@@ -155,8 +207,8 @@ def table(name: str, row: dict) -> str:
     line = " | ".join(h.rjust(w) for h, w in zip(heads, widths, strict=True))
     data = " | ".join(v.rjust(w) for v, w in zip(values, widths, strict=True))
     extra = (
-        f"  offered {row['offered']} at {row['rate']:.0f} req/s; refusals {row['refusals']}; "
-        f"generator send lag p99 {row['send_lag_p99_ms']:.0f} ms"
+        f"  offered {row['offered']} at {row['rate']:.0f} req/s; refusals {row['refusals']}"
+        f"{row['refusal_percentiles']}; generator send lag p99 {row['send_lag_p99_ms']:.0f} ms"
     )
     return f"\n== {name}\n{line}\n{data}\n{extra}"
 
@@ -195,10 +247,21 @@ def main(argv: list[str] | None = None) -> int:
                 "refusals": tally.error_kinds,
                 "slowest_answer_ms": max(tally.latencies) * 1e3 if tally.latencies else None,
                 "slowest_refusal_ms": max(tally.refusals) * 1e3 if tally.refusals else None,
+                "refusal_percentiles": _percentiles(tally.refusals),
                 "send_lag_p99_ms": run["summary"]["send_lag_p99_ms"],
             }
             print(table(case.name, row), flush=True)
             worst = max(worst, row["lost"] + row["stuck"])
+        if not args.only or args.only in REFUSAL_CASE:
+            wait_for_workers(stack._redis.url, count=2, timeout=120)
+            row = refusal_capacity(stack, min(args.seconds, 4.0))
+            print(
+                f"\n== {REFUSAL_CASE}\n  {row['refusals_per_s']:.0f} refusals/s "
+                f"{row['kinds']}{row['latency']}; answered {row['answered']}; "
+                f"{row['queued']} jobs queued to get there, {row['lost_or_stuck']} lost or stuck",
+                flush=True,
+            )
+            worst = max(worst, row["lost_or_stuck"])
     finally:
         stack.stop()
     return 1 if worst else 0

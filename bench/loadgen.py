@@ -142,10 +142,11 @@ async def closed_loop(
     duration: float,
     content_type: str = "application/json",
     headers: tuple[tuple[str, str], ...] = (),
+    tally: Tally | None = None,
 ) -> dict[str, Any]:
     """`concurrency` clients each sending the next request when the last answered."""
     loop = asyncio.get_running_loop()
-    tally = Tally()
+    tally = tally or Tally()
     t0 = loop.time()
     end = t0 + duration
 

@@ -82,7 +82,8 @@ def test_a_sync_request_that_waited_unread_is_shed_at_once_with_a_json_503(stack
     assert status == 503
     error = orjson.loads(payload)["error"]
     assert error["code"] == "overloaded" and "waited" in error["message"]
-    assert headers["retry-after"] == "1" and headers["connection"] == "close"
+    assert headers["retry-after"] == "1"
+    assert headers["connection"] == "close", "a process that fell behind closes, see _keeps_alive"
     with stack.http() as http:
         metrics = http.get("/metrics").text
         assert 'route="/v1/predict",status_class="5xx"' in metrics.replace('method="POST",', ""), (
@@ -128,3 +129,46 @@ def test_a_short_wait_of_the_client_s_own_ends_in_a_202_not_a_refusal(stack, dig
     with stack.http() as http:
         response = http.post("/v1/predict?wait=0.01", json=batch_body(digits[0][:1]))
     assert response.status_code in (200, 202), response.text
+
+
+def test_a_queue_refusal_is_given_by_the_protocol_and_keeps_the_connection(make_stack, digits):
+    """Under overload a refusal must cost far less than the work it avoids: admission's own
+    answer on its cached view ("expected queue wait ... exceeds the budget") is written by
+    the HTTP protocol before the request becomes ASGI work, and a keep-alive client keeps
+    its connection (no new handshake per refused request)."""
+    stack = make_stack(SYNC_BUDGET_S="0.2")
+    worker = stack.add_worker()
+    body = batch_body(digits[0][:1])
+    one = orjson.dumps(body)
+    with stack.http() as http:
+        wait_until(lambda: http.get("/readyz").status_code == 200, 30, "readiness")
+        worker.signal(signal.SIGSTOP)  # the interactive queue builds up
+        try:
+            wait_until(
+                lambda: http.post("/v1/predict?wait=0", json=body).status_code == 503,
+                20,
+                "admission to refuse",
+            )
+            with socket.create_connection(("127.0.0.1", stack.api_port), timeout=10) as sock:
+                for _ in range(3):  # one connection, one refusal after another
+                    sock.sendall(_raw_request("/v1/predict", one))
+                    status, headers, payload = _read_response(sock)
+                    assert status == 503, payload
+                    error = orjson.loads(payload)["error"]
+                    assert error["code"] == "overloaded", error
+                    assert "expected queue wait" in error["message"], error
+                    assert "connection" not in headers
+                    # uvicorn adds `server` to every answer of the app: this one is not
+                    assert "server" not in headers, "refused by the app, not by the protocol"
+            with socket.create_connection(("127.0.0.1", stack.api_port), timeout=10) as sock:
+                head = _raw_request("/v1/predict", one).replace(
+                    b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n", 1
+                )
+                sock.sendall(head.partition(b"\r\n\r\n")[0] + b"\r\n\r\n")  # no body yet
+                status, headers, _ = _read_response(sock)
+                assert status == 503 and headers["connection"] == "close", (
+                    "a client waiting for 100-continue never sends the body: close"
+                )
+        finally:
+            worker.signal(signal.SIGCONT)
+        wait_until(lambda: http.post("/v1/predict", json=body).status_code == 200, 30, "recovery")

@@ -9,7 +9,8 @@ import time
 import orjson
 import pytest
 
-from api.shedding import shed_response, shed_route, waited_s
+from api.errors import ServiceUnavailable
+from api.shedding import refusal_response, shed_route, waited_s
 
 
 @pytest.mark.parametrize(
@@ -31,13 +32,15 @@ def test_only_the_synchronous_routes_are_shed(target, route):
 
 
 def test_the_prebuilt_refusal_is_the_service_s_error_shape():
-    v1 = shed_response(0.42, v2=False)
+    refusal = ServiceUnavailable("overloaded", "expected queue wait 3.10s", retry_after_s=4)
+    v1 = refusal_response(refusal, v2=False)
     head, _, body = v1.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 ")
     assert f"content-length: {len(body)}".encode() in head
-    assert orjson.loads(body)["error"]["code"] == "overloaded"
-    v2 = shed_response(0.42, v2=True).partition(b"\r\n\r\n")[2]
-    assert isinstance(orjson.loads(v2)["error"], str)  # the Open Inference Protocol's shape
+    assert b"retry-after: 4\r\n" in head
+    assert orjson.loads(body) == refusal.body()
+    v2 = refusal_response(refusal, v2=True).partition(b"\r\n\r\n")[2]
+    assert orjson.loads(v2) == {"error": "expected queue wait 3.10s"}  # the OIP's shape
 
 
 def test_the_kernel_says_how_long_a_request_has_waited_unread():
