@@ -137,18 +137,21 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         # NOTE: never while an earlier request of this connection is still being answered
         # (HTTP pipelining): a 503 written now would overtake that request's answer.
         if route is not None and (self.cycle is None or self.cycle.response_complete):
-            refusal = self._refusal_for(waited)
+            behind = waited > self.shed_after_s
+            refusal = self._waited_refusal(waited) if behind else self._admission_refusal()
             if refusal is not None:
-                self._shed(route, waited, refusal)
+                self._shed(route, waited, refusal, keep=not behind and self._keeps_alive())
                 return
         super().on_headers_complete()
 
-    def _refusal_for(self, waited: float) -> ServiceUnavailable | None:
-        if waited > self.shed_after_s:
-            return ServiceUnavailable(
-                "overloaded",
-                f"this request waited {waited:.2f}s before the service could read it; retry",
-            )
+    @staticmethod
+    def _waited_refusal(waited: float) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            "overloaded",
+            f"this request waited {waited:.2f}s before the service could read it; retry",
+        )
+
+    def _admission_refusal(self) -> ServiceUnavailable | None:
         return self.refusal() if self.refusal is not None else None
 
     def on_body(self, body: bytes) -> None:
@@ -164,24 +167,23 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
             self._shedding = None
             self.on_response_complete()
 
-    def _keeps_alive(self, waited: float) -> bool:
-        """Whether the connection goes on after an early refusal: an HTTP/1.1 keep-alive
+    def _keeps_alive(self) -> bool:
+        """Whether the connection can go on after an early refusal: an HTTP/1.1 keep-alive
         request whose body will come whether or not it is answered (no `Expect: 100-continue`,
-        where the client waits and would never send it), refused by admission while this
-        process keeps up. A request that waited past `SHED_AFTER_S` closes its connection:
-        kept, its client's next requests would be read before the new connections waiting
-        in the accept queue (uvloop accepts about one per loop pass), and those waited 2-3x
-        longer (bench.chaos overload 3x, measured side by side; DESIGN "Refusing early")."""
-        if waited > self.shed_after_s:
-            return False
+        where the client waits and would never send it).
+
+        Only admission's refusals keep it: a request that waited past `SHED_AFTER_S` closes
+        its connection. Kept, its client's next requests would be read before the new
+        connections waiting in the accept queue (uvloop accepts about one per loop pass),
+        and those waited 2-3x longer (bench.chaos overload 3x, measured side by side; DESIGN
+        "Refusing early")."""
         return (
             self.parser.get_http_version() == "1.1"
             and self.parser.should_keep_alive()
             and not self.expect_100_continue
         )
 
-    def _shed(self, route: str, waited: float, refusal: ServiceUnavailable) -> None:
-        keep = self._keeps_alive(waited)
+    def _shed(self, route: str, waited: float, refusal: ServiceUnavailable, keep: bool) -> None:
         self._shedding = KEEP if keep else CLOSE
         self.transport.write(refusal_response(refusal, route.startswith("/v2/"), keep_alive=keep))
         if not keep:
