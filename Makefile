@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format train bench bench-peers chaos soak evaluate review-budget fonts venv-serve venv-dev tools clean
+.PHONY: run test lint lock format train bench bench-peers chaos soak evaluate review-budget fonts venv-serve venv-dev tools clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
@@ -13,14 +13,26 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# Installs come from the lockfiles (requirements/lock/): every package pinned, with hashes.
 # Serving needs no TensorFlow: the API and workers install their own lists only.
-$(VENV)/.serve-installed: requirements/api.txt requirements/worker.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements/api.txt -r requirements/worker.txt
+$(VENV)/.serve-installed: requirements/lock/serve.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r requirements/lock/serve.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements/*.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements/dev.txt
+$(VENV)/.dev-installed: requirements/lock/dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r requirements/lock/dev.txt
 	touch $@
+
+# requirements/*.txt hold the direct pins (what the code imports, by hand); `make lock`
+# resolves them into requirements/lock/ for Linux x86_64, Python 3.11. Run it after editing
+# them and commit both (tests/deploy/test_lockfiles.py fails while they disagree).
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
+lock: venv-dev
+	$(UV_COMPILE) requirements/api.txt -o requirements/lock/api.txt
+	$(UV_COMPILE) requirements/worker.txt -o requirements/lock/worker.txt
+	$(UV_COMPILE) requirements/api.txt requirements/worker.txt -o requirements/lock/serve.txt
+	$(UV_COMPILE) requirements/dev.txt -o requirements/lock/dev.txt
 
 venv-serve: $(VENV)/.serve-installed
 venv-dev: $(VENV)/.dev-installed

@@ -3,7 +3,7 @@
 The API has no ONNX Runtime and no model file (its image keeps only `metadata.json` and
 `aliases.json`, Dockerfile.api): everything here is `common.registry` over those files, read
 on each call (a few small files; versions appear and aliases move while the service runs).
-The workers serve the `production` alias (MODEL_VERSION's default; `/v1/slo`'s drift
+The workers serve the `production` alias (DIGITS_MODEL_VERSION's default; `/v1/slo`'s drift
 reference is exported by the workers themselves, not read here); each answer still names the
 version that actually computed it (`model_version`).
 """

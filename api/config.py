@@ -30,7 +30,7 @@ class ApiSettings(ServiceSettings):
     redis_timeout_s: float = Field(0.4, gt=0.0)
     """Connect/read timeout to Redis: with Redis down, submissions fail (503) within this."""
     redis_max_connections: int = Field(64, ge=4)
-    """Connections per API process to Redis (requests wait up to REDIS_TIMEOUT_S for one)."""
+    """Connections per API process to Redis (requests wait up to DIGITS_REDIS_TIMEOUT_S for one)."""
     worker_stale_s: float = Field(10.0, gt=0.0)
     """A worker whose last heartbeat is older than this does not count for /readyz."""
     sync_budget_s: float = Field(1.5, gt=0.0)

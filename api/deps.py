@@ -38,7 +38,7 @@ StoreDep = Annotated[JobStore, Depends(get_store)]
 _API_KEY = APIKeyHeader(
     name="X-API-Key",
     scheme_name="ApiKey",
-    description="One of API_KEYS (only when the service is configured with keys).",
+    description="One of DIGITS_API_KEYS (only when the service is configured with keys).",
     auto_error=False,
 )
 _BEARER = HTTPBearer(
@@ -54,7 +54,7 @@ async def require_api_key(
     _key: Annotated[str | None, Security(_API_KEY)] = None,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
 ) -> None:
-    """When API_KEYS is set, /v1/* and /v2/models/* need `Authorization: Bearer <key>` or
+    """When DIGITS_API_KEYS is set, /v1/* and /v2/models/* need `Authorization: Bearer <key>` or
     `X-API-Key: <key>`."""
     keys = settings.api_key_set
     if not keys:

@@ -1,23 +1,24 @@
 """Container healthcheck for the API: `python -m api.healthcheck` exits 0 if `/livez` answers 200.
 
-Stdlib only and no import of the `api` package's own modules, so the probe stays cheap
-(Docker runs it every few seconds) and cannot fail because of an application import error
-that the server itself survived.
+Stdlib only (and `common.environment`, stdlib too), no import of the `api` package's
+modules, so the probe stays cheap (Docker runs it every few seconds) and cannot fail
+because of an application import error that the server itself survived.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.error
 import urllib.request
+
+from common import environment
 
 TIMEOUT_S = 2.0
 
 
 def livez_url() -> str:
     """The liveness URL of the API process in this container (always loopback)."""
-    return f"http://127.0.0.1:{os.environ.get('API_PORT', '8000')}/livez"
+    return f"http://127.0.0.1:{environment.read('API_PORT', '8000')}/livez"
 
 
 def check(url: str, timeout: float = TIMEOUT_S) -> bool:

@@ -83,7 +83,7 @@ class NewJob:
     images: np.ndarray
     queue: str
     keep_s: int | None = None
-    """Seconds the job is kept once answered (its `keep` field); None: `RESULT_TTL_S`."""
+    """Seconds the job is kept once answered (its `keep` field); None: `DIGITS_RESULT_TTL_S`."""
     stored: bool = False
     """Already in Redis (a keyed submission is stored with its key): only publish it."""
 
@@ -114,7 +114,7 @@ class JobStore:
     async def create(self, jobs: Sequence[NewJob]) -> None:
         """One pipeline for every job of a message: status, input (for retries), retention.
 
-        Unfinished jobs live `RESULT_TTL_S`; the worker's FINISH sets the expiry to `keep`
+        Unfinished jobs live `DIGITS_RESULT_TTL_S`; the worker's FINISH sets the expiry to `keep`
         and deletes the input (reviews keep their own copy of their image).
         """
         now = f"{time.time():.6f}"

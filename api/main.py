@@ -62,81 +62,96 @@ async def _first_look(admission: Admission) -> None:
         await admission.refresh()
 
 
+def _redis_clients(settings: ApiSettings, parts: contextlib.AsyncExitStack) -> tuple[Redis, Redis]:
+    """The request path's pooled client and the result subscription's own client."""
+    timeouts: dict[str, Any] = {"socket_connect_timeout": settings.redis_timeout_s}
+    # NOTE: a blocking pool: under a burst a request waits (bounded) for a connection
+    # instead of failing at redis-py's default cap of 100.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+        **timeouts,
+    )
+    client = Redis(connection_pool=pool)
+    parts.push_async_callback(client.aclose)
+    # The subscription idles between results: it must not have a read timeout.
+    listener_client = Redis.from_url(settings.redis_url, health_check_interval=15, **timeouts)
+    parts.push_async_callback(listener_client.aclose)
+    return client, listener_client
+
+
+async def _start_parts(
+    app: FastAPI, settings: ApiSettings, parts: contextlib.AsyncExitStack
+) -> None:
+    """The composition root: every object the API process runs on, wired once."""
+    obs = await observability.start(app, settings)
+    parts.push_async_callback(obs.stop)  # last to stop: it forgets this process's metrics
+    client, listener_client = _redis_clients(settings, parts)
+    store = JobStore(client, settings.result_ttl_s)
+    listener = ResultListener(listener_client, reply_to=uuid.uuid4().hex)
+    dispatcher = Dispatcher(
+        store,
+        celery_sender(settings),
+        reply_to=listener.reply_to,
+        max_batch_size=settings.max_batch_size,
+        max_batch_delay_s=settings.max_batch_delay_ms / 1000,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.reviews = ReviewStore(client)
+    admission = Admission(
+        client,
+        sync_budget_s=settings.sync_budget_s,
+        max_bulk_messages=settings.max_bulk_messages,
+        worker_stale_s=settings.worker_stale_s,
+        max_loop_lag_s=settings.max_loop_lag_s,
+    )
+    service = PredictionService(
+        store,
+        dispatcher,
+        listener,
+        admission,
+        settings.max_in_flight,
+        sync_result_ttl_s=settings.sync_result_ttl_s,
+    )
+    app.state.service = service
+    sweeper = Sweeper(
+        client,
+        dispatcher,
+        SweepPolicy(
+            interval_s=settings.sweep_interval_s,
+            queued_grace_s=settings.sweep_queued_grace_s,
+            worker_stale_s=settings.worker_stale_s,
+            running_limit_s=settings.task_time_limit_s + SweepPolicy.running_grace_s,
+            max_attempts=settings.max_attempts,
+        ),
+        owner=listener.reply_to,
+    )
+    await listener.start()
+    parts.push_async_callback(listener.stop)
+    parts.push_async_callback(dispatcher.close)  # flushes what is pending before the listener stops
+    await _first_look(admission)
+    loops = Loops(admission.periodic, admission.lag.periodic, sweeper.periodic)
+    loops.start()
+    parts.push_async_callback(loops.stop)
+    DeadlineHttpProtocol.admit_with(service.refusal_now)
+    parts.callback(DeadlineHttpProtocol.admit_with, None)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     configure_logging("api", settings.log_level, settings.log_json)
-    set_max_pixels(settings.max_image_pixels)  # Pillow's guard follows MAX_IMAGE_PIXELS
+    set_max_pixels(settings.max_image_pixels)  # Pillow's guard follows DIGITS_MAX_IMAGE_PIXELS
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        timeouts: dict[str, Any] = {"socket_connect_timeout": settings.redis_timeout_s}
-        # NOTE: a blocking pool: under a burst a request waits (bounded) for a connection
-        # instead of failing at redis-py's default cap of 100.
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=settings.redis_max_connections,
-            timeout=settings.redis_timeout_s,
-            socket_timeout=settings.redis_timeout_s,
-            **timeouts,
-        )
-        client = Redis(connection_pool=pool)
-        # The subscription idles between results: it must not have a read timeout.
-        listener_client = Redis.from_url(settings.redis_url, health_check_interval=15, **timeouts)
-        store = JobStore(client, settings.result_ttl_s)
-        listener = ResultListener(listener_client, reply_to=uuid.uuid4().hex)
-        dispatcher = Dispatcher(
-            store,
-            celery_sender(settings),
-            reply_to=listener.reply_to,
-            max_batch_size=settings.max_batch_size,
-            max_batch_delay_s=settings.max_batch_delay_ms / 1000,
-        )
-        app.state.settings = settings
-        app.state.store = store
-        app.state.reviews = ReviewStore(client)
-        admission = Admission(
-            client,
-            sync_budget_s=settings.sync_budget_s,
-            max_bulk_messages=settings.max_bulk_messages,
-            worker_stale_s=settings.worker_stale_s,
-            max_loop_lag_s=settings.max_loop_lag_s,
-        )
-        app.state.service = PredictionService(
-            store,
-            dispatcher,
-            listener,
-            admission,
-            settings.max_in_flight,
-            sync_result_ttl_s=settings.sync_result_ttl_s,
-        )
-        sweeper = Sweeper(
-            client,
-            dispatcher,
-            SweepPolicy(
-                interval_s=settings.sweep_interval_s,
-                queued_grace_s=settings.sweep_queued_grace_s,
-                worker_stale_s=settings.worker_stale_s,
-                running_limit_s=settings.task_time_limit_s + SweepPolicy.running_grace_s,
-                max_attempts=settings.max_attempts,
-            ),
-            owner=listener.reply_to,
-        )
-        await listener.start()
-        await _first_look(admission)
-        loops = Loops(admission.periodic, admission.lag.periodic, sweeper.periodic)
-        loops.start()
-        obs = await observability.start(app, settings)
-        DeadlineHttpProtocol.admit_with(app.state.service.refusal_now)
-        try:
+        # Each part's stop is registered the moment it starts: shutdown runs them in
+        # reverse, and a start that fails half-way still stops what had started.
+        async with contextlib.AsyncExitStack() as parts:
+            await _start_parts(app, settings, parts)
             yield
-        finally:
-            DeadlineHttpProtocol.admit_with(None)
-            await loops.stop()
-            await dispatcher.close()
-            await listener.stop()
-            await client.aclose()
-            await listener_client.aclose()
-            await obs.stop()
 
     app = FastAPI(
         title="Digits reading service",

@@ -71,7 +71,7 @@ def _error(description: str, code: str, message: str, model: type = ErrorRespons
 
 _ERRORS = {
     400: ("Malformed body", "undecodable", "image could not be decoded"),
-    401: ("Missing or wrong API key (when API_KEYS is set)", "unauthorized", "..."),
+    401: ("Missing or wrong API key (when DIGITS_API_KEYS is set)", "unauthorized", "..."),
     404: ("Unknown job, review, model or version", "not_found", "..."),
     409: (
         "Idempotency-Key already used by this caller for a different request",

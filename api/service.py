@@ -144,8 +144,8 @@ class PredictionService:
         spec = self._spec(prepared)
         kind = str(prepared.kind)
         result = self.listener.expect(spec.id)  # NOTE: registered before the job can finish
-        # Retention: an answer delivered in this 200 is kept only SYNC_RESULT_TTL_S; a 202
-        # (wait=0 or the deadline passed) promises a poll, so the job keeps RESULT_TTL_S.
+        # Retention: an answer delivered in this 200 is kept only DIGITS_SYNC_RESULT_TTL_S; a 202
+        # (wait=0 or the deadline passed) promises a poll, so the job keeps DIGITS_RESULT_TTL_S.
         keep_s = self.sync_result_ttl_s if wait_s > 0 else self.store.ttl_s
         try:
             await self.dispatcher.submit(spec, prepared.images, QUEUE_INTERACTIVE, keep_s=keep_s)
@@ -156,7 +156,7 @@ class PredictionService:
                 return Answer(spec.id, kind, view["status"], view)
             except TimeoutError:
                 # The notification may have been missed (e.g. a resubscribe): look once, and
-                # keep the job RESULT_TTL_S from now on, since the client will poll it.
+                # keep the job DIGITS_RESULT_TTL_S from now on, since the client will poll it.
                 try:
                     view = await self.store.keep(spec.id, self.store.ttl_s)
                 except RedisError:

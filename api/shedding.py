@@ -8,14 +8,14 @@ when a request's headers are parsed, so
 
 - every request's scope carries its true arrival time (`api.deadline.ARRIVED`): the sync
   deadline counts from there, not from when the process got around to it;
-- a synchronous request that already waited `SHED_AFTER_S`, or that admission would refuse
+- a synchronous request that already waited `DIGITS_SHED_AFTER_S`, or that admission would refuse
   anyway on what it already knows (`PredictionService.refusal_now`: queue wait beyond the
   budget, loop lag, the in-flight cap, the result subscription down), is answered 503 from
   bytes built without the app (tens of microseconds, no task; the body is parsed past, not
   read into the app): far cheaper than the work it avoids. An admission refusal keeps the
   connection alive, so a keep-alive client is refused without a new handshake (5x the
   refusals per second of the app's own path, `make chaos`); a request that waited past
-  `SHED_AFTER_S` closes it (`_keeps_alive` says why). README: "Deadlines under overload".
+  `DIGITS_SHED_AFTER_S` closes it (`_keeps_alive` says why). README: "Deadlines under overload".
 
 Only the synchronous routes are shed this way; bulk submissions and reads keep their own,
 slower limits (the body must be read to answer them). Measured in `python -m bench.chaos`.
@@ -100,7 +100,7 @@ def refusal_response(refusal: ServiceUnavailable, v2: bool, keep_alive: bool = F
 class DeadlineHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol that stamps true arrival times and sheds sync work early.
 
-    `SHED_AFTER_S` comes from the app's settings through `configure` (one place: api.config);
+    `DIGITS_SHED_AFTER_S` comes from the app's settings through `configure` (one place: api.config);
     `refusal` is the running app's own cheap admission check, set by its lifespan.
     """
 
@@ -172,7 +172,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         request whose body will come whether or not it is answered (no `Expect: 100-continue`,
         where the client waits and would never send it).
 
-        Only admission's refusals keep it: a request that waited past `SHED_AFTER_S` closes
+        Only admission's refusals keep it: a request that waited past `DIGITS_SHED_AFTER_S` closes
         its connection. Kept, its client's next requests would be read before the new
         connections waiting in the accept queue (uvloop accepts about one per loop pass),
         and those waited 2-3x longer (bench.chaos overload 3x, measured side by side; DESIGN

@@ -88,7 +88,7 @@ class SweepPolicy:
     worker_stale_s: float = 5.0
     running_limit_s: float = 28.0
     """A job `running` (or held, unstarted) this long is lost even if its worker is alive:
-    past the hard time limit (TASK_TIME_LIMIT_S + running_grace_s) no worker can still be
+    past the hard time limit (DIGITS_TASK_TIME_LIMIT_S + running_grace_s) no worker can still be
     working on it, nor still be about to start it."""
     taken_margin_s: float = 3.0
     """A `queued` job counts as passed once a job queued this much later was taken from its

@@ -214,7 +214,7 @@ def run_matrix(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
 
 
 def matrix_rows(results: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    columns = ("API_WORKERS", "WORKER_CONC", "DELAY_MS")
+    columns = ("DIGITS_API_WORKERS", "WORKER_CONC", "DELAY_MS")
     for rate in MATRIX_LADDER:
         columns += (f"{rate}/s achieved", f"{rate}/s p99 ms", f"{rate}/s CPU")
     columns += ("batch img/s",)

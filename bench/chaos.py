@@ -58,7 +58,7 @@ def _worker_killed(stack: Stack):
     def replace() -> None:
         worker.stop()
         stack._processes[0] = start_worker(
-            stack._redis.url, name="chaos-worker", WORKER_CONCURRENCY="2"
+            stack._redis.url, name="chaos-worker", DIGITS_WORKER_CONCURRENCY="2"
         )
 
     return replace

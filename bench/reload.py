@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-reload-") as scratch:
         models = copy_models(Path(scratch))
-        env = (("MODELS_DIR", str(models)), ("MODEL_RELOAD_INTERVAL_S", "0.2"))
+        env = (("DIGITS_MODELS_DIR", str(models)), ("DIGITS_MODEL_RELOAD_INTERVAL_S", "0.2"))
         stack = Stack.start(StackConfig(api_workers=2, worker_concurrency=2, env=env))
         worker_log = stack._processes[0].log_path  # bench-worker: appended to across runs
         before = switches(worker_log)

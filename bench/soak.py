@@ -3,7 +3,7 @@
 One throw-away stack (bench.stack: its own redis-server, uncapped, so growth shows) takes sync
 `/v1/predict` traffic at `--rate` req/s (open loop) for `--minutes`. Every `--sample-s` the
 stack's Redis is read (`used_memory`, keys). Memory is judged on the part of the run after
-the first `SYNC_RESULT_TTL_S` (60 s), when answers expire as fast as they arrive and the
+the first `DIGITS_SYNC_RESULT_TTL_S` (60 s), when answers expire as fast as they arrive and the
 review queue has reached its cap (`--max-pending-reviews`; ≈ 10 % of the synthetic samples
 are flagged, each kept for a person 24 h with its job unless the queue is full): the slope of
 a least-squares line through those samples, in bytes per hour, and what it would add in a
@@ -32,7 +32,7 @@ from common.reviews import PENDING_REVIEWS_KEY
 from harness.processes import job_ids_by_status
 
 SETTLE_S = 60.0
-"""Memory is judged after this: SYNC_RESULT_TTL_S, when the first answers start to expire."""
+"""Memory is judged after this: DIGITS_SYNC_RESULT_TTL_S, when the first answers start to expire."""
 
 
 def _sample(stack: Stack, started: float) -> tuple[float, int, int]:
@@ -44,7 +44,7 @@ def _sample(stack: Stack, started: float) -> tuple[float, int, int]:
 def run(
     rate: float, minutes: float, sample_s: float, max_pending_reviews: int
 ) -> tuple[dict, list[tuple[float, int, int]]]:
-    env = (("MAX_PENDING_REVIEWS", str(max_pending_reviews)),)
+    env = (("DIGITS_MAX_PENDING_REVIEWS", str(max_pending_reviews)),)
     stack = Stack.start(StackConfig(api_workers=2, worker_concurrency=2, env=env))
     samples: list[tuple[float, int, int]] = []
     tally = Tally()

@@ -23,12 +23,13 @@ class StackConfig:
     worker_concurrency: int = 2
     batch_delay_ms: float = 2.0
     env: tuple[tuple[str, str], ...] = ()
-    """More settings for the worker and the API, e.g. (("MAX_PENDING_REVIEWS", "1000"),)."""
+    """More settings for the worker and the API, e.g. (("DIGITS_MAX_PENDING_REVIEWS", "1000"),)."""
 
     def label(self) -> str:
         return (
-            f"API_WORKERS={self.api_workers} WORKER_CONCURRENCY={self.worker_concurrency} "
-            f"MAX_BATCH_DELAY_MS={self.batch_delay_ms:g}"
+            f"DIGITS_API_WORKERS={self.api_workers} "
+            f"DIGITS_WORKER_CONCURRENCY={self.worker_concurrency} "
+            f"DIGITS_MAX_BATCH_DELAY_MS={self.batch_delay_ms:g}"
         )
 
 
@@ -50,8 +51,8 @@ class Stack:
             worker = start_worker(
                 redis.url,
                 name="bench-worker",
-                WORKER_CONCURRENCY=str(config.worker_concurrency),
-                HEARTBEAT_INTERVAL_S="1",
+                DIGITS_WORKER_CONCURRENCY=str(config.worker_concurrency),
+                DIGITS_HEARTBEAT_INTERVAL_S="1",
                 **dict(config.env),
             )
             stack._processes.append(worker)
@@ -62,8 +63,8 @@ class Stack:
                 redis.url,
                 port,
                 name="bench-api",
-                API_WORKERS=str(config.api_workers),
-                MAX_BATCH_DELAY_MS=str(config.batch_delay_ms),
+                DIGITS_API_WORKERS=str(config.api_workers),
+                DIGITS_MAX_BATCH_DELAY_MS=str(config.batch_delay_ms),
                 **dict(config.env),
             )
             stack._processes.append(api)

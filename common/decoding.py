@@ -74,7 +74,7 @@ def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
 
 
 class DirectoryError(ValueError):
-    """POSTCODE_DIRECTORY is missing, empty or holds something that is not a code."""
+    """DIGITS_POSTCODE_DIRECTORY is missing, empty or holds something that is not a code."""
 
 
 class PostcodeDirectory:
@@ -124,13 +124,13 @@ class PostcodeDirectory:
         try:
             text = path.read_text(encoding="ascii")
         except FileNotFoundError:
-            raise DirectoryError(f"POSTCODE_DIRECTORY {path}: no such file") from None
+            raise DirectoryError(f"DIGITS_POSTCODE_DIRECTORY {path}: no such file") from None
         except UnicodeDecodeError as exc:
             raise DirectoryError(
-                f"POSTCODE_DIRECTORY {path}: not ASCII text (byte {exc.start})"
+                f"DIGITS_POSTCODE_DIRECTORY {path}: not ASCII text (byte {exc.start})"
             ) from None
         except OSError as exc:
-            raise DirectoryError(f"POSTCODE_DIRECTORY {path}: cannot read: {exc}") from None
+            raise DirectoryError(f"DIGITS_POSTCODE_DIRECTORY {path}: cannot read: {exc}") from None
         codes = []
         for number, line in enumerate(text.splitlines(), start=1):
             code = line.split("#", 1)[0].strip()
@@ -138,12 +138,12 @@ class PostcodeDirectory:
                 continue
             if not code.isdigit() or len(code) > 12:
                 raise DirectoryError(
-                    f"POSTCODE_DIRECTORY {path}, line {number}: {code[:40]!r} is not a code "
+                    f"DIGITS_POSTCODE_DIRECTORY {path}, line {number}: {code[:40]!r} is not a code "
                     "of 1-12 digits (one code per line, digits only)"
                 )
             codes.append(code)
         if not codes:
-            raise DirectoryError(f"POSTCODE_DIRECTORY {path}: no codes in the file")
+            raise DirectoryError(f"DIGITS_POSTCODE_DIRECTORY {path}: no codes in the file")
         return cls.from_codes(codes, str(path))
 
 

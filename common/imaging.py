@@ -29,8 +29,8 @@ from PIL import Image, ImageOps
 IMAGE_SIDE = 28
 DIGIT_BOX = 20
 DEFAULT_MAX_PIXELS = 25_000_000
-"""The default of `MAX_IMAGE_PIXELS` (written here only; `api.config` reads it): larger images
-are refused (a 24 Mpx camera is 6000x4000). The full decode of an RGBA image of this size is
+"""The default of `DIGITS_MAX_IMAGE_PIXELS` (written here only; `api.config` reads it): larger
+images are refused (a 24 Mpx camera is 6000x4000). The full decode of an RGBA image of this size is
 ~100 MB, the most one request can make the process allocate. (It was already the effective
 limit when the setting said 40 Mpx: Pillow's guard, left at 25 Mpx, refused anything above.)"""
 DECODE_SIDE = 1280
@@ -45,7 +45,7 @@ away sensor noise and JPEG artefacts before thresholding."""
 def set_max_pixels(max_pixels: int) -> None:
     """Make `max_pixels` this process's image limit: `decode`'s default and Pillow's own
     decompression-bomb guard (`Image.MAX_IMAGE_PIXELS`, a process-wide global), so the two
-    can never disagree. The API calls it once at start-up with `MAX_IMAGE_PIXELS`."""
+    can never disagree. The API calls it once at start-up with `DIGITS_MAX_IMAGE_PIXELS`."""
     global _max_pixels
     _max_pixels = max_pixels
     Image.MAX_IMAGE_PIXELS = max_pixels
@@ -154,7 +154,7 @@ def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
 def _too_large(what: str, limit: int) -> ImageError:
     return ImageError(
         "too_large",
-        f"{what} exceeds the limit of {limit:,} pixels (MAX_IMAGE_PIXELS) "
+        f"{what} exceeds the limit of {limit:,} pixels (DIGITS_MAX_IMAGE_PIXELS) "
         f"or {MAX_SIDE:,} px per side",
     )
 

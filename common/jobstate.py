@@ -5,9 +5,10 @@ at-least-once, so the final write is a compare-and-set: the first result wins, l
 ones are counted as duplicates and dropped. `PENDING_KEY` indexes unfinished jobs by
 the time they were (re)queued, so lost work can be found without scanning keys.
 
-Retention: a job hash lives `RESULT_TTL_S` while it is unfinished; FINISH then sets its
+Retention: a job hash lives `DIGITS_RESULT_TTL_S` while it is unfinished; FINISH then sets its
 expiry to the job's `keep` field (seconds), so a sync answer already delivered in a 200 is
-kept only `SYNC_RESULT_TTL_S` while bulk jobs keep `RESULT_TTL_S` (README, "Redis memory").
+kept only `DIGITS_SYNC_RESULT_TTL_S` while bulk jobs keep `DIGITS_RESULT_TTL_S` (README,
+"Redis memory").
 
 Every script here completes work already accepted, so it is flagged `allow-oom`: with Redis
 at `maxmemory` (noeviction) new submissions are refused (503) but queued and running jobs
@@ -102,7 +103,7 @@ KEEP = (
     + """
 -- KEYS: one job key. ARGV: seconds to keep it once answered. Returns status, kind, body.
 -- The API runs it when a sync request answers 202: the client will poll, so the answer
--- must outlive SYNC_RESULT_TTL_S. A job already final gets the new expiry at once.
+-- must outlive DIGITS_SYNC_RESULT_TTL_S. A job already final gets the new expiry at once.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {false, false, false} end
 redis.call('HSET', KEYS[1], 'keep', ARGV[1])

@@ -2,7 +2,7 @@
 
 The code is read as a whole (`common.decoding.decode_code`): per-digit argmax without a
 directory, the most likely valid code with one. The review decision is the CODE's
-probability against `POSTCODE_REVIEW_THRESHOLD`, plus the checks that mean segmentation
+probability against `DIGITS_POSTCODE_REVIEW_THRESHOLD`, plus the checks that mean segmentation
 failed (nothing found, a count other than the expected length or than any directory code).
 Segmentation doubt (touching digits split, uneven sizes) is reported, not a reason by itself:
 on the evaluation sets most doubtful codes were read right, and a badly cut digit already
@@ -43,7 +43,7 @@ def assemble(
     `confidence` and `probability` are the same number, the probability that the whole code
     is right: without a directory the product of the digits' top probabilities, with one
     the posterior of the chosen code among the directory's codes of that length.
-    `threshold` is the code-level review threshold (`POSTCODE_REVIEW_THRESHOLD`).
+    `threshold` is the code-level review threshold (`DIGITS_POSTCODE_REVIEW_THRESHOLD`).
     """
     probabilities = np.asarray(probabilities, dtype=np.float32).reshape(-1, 10)
     if len(probabilities) != len(boxes):
@@ -108,7 +108,7 @@ def assemble(
 
 def digits_to_review(code: dict[str, Any], digit_threshold: float) -> list[int]:
     """Which digits of a flagged code a person should label: those below `digit_threshold`
-    (`REVIEW_THRESHOLD`), or, when the code's probability is low but every digit passes,
+    (`DIGITS_REVIEW_THRESHOLD`), or, when the code's probability is low but every digit passes,
     its least confident digit. Nothing for an accepted code, or one flagged only for its
     length (there is no single digit to label)."""
     digits = code.get("digits") or []

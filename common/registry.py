@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import environment
+
 ALIASES_FILE = "aliases.json"
 METADATA_FILE = "metadata.json"
 PRODUCTION = "production"
@@ -51,7 +53,7 @@ class VersionInfo:
 
 
 def default_models_dir() -> Path:
-    return Path(os.environ.get("MODELS_DIR") or "models")
+    return Path(environment.read("MODELS_DIR", "") or "models")
 
 
 def _model_dir(models_dir: str | Path, name: str) -> Path:

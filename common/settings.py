@@ -1,17 +1,69 @@
-"""Settings both processes read from the environment (no prefix: `REDIS_URL`, `RESULT_TTL_S`, ...).
+"""Settings both processes read from the environment, each field `redis_url` from
+`DIGITS_REDIS_URL` (the prefix: `common.environment`).
 
 Each process builds exactly one settings object (`api.config.ApiSettings` or
-`workers.config.WorkerSettings`), both subclasses of `ServiceSettings`.
+`workers.config.WorkerSettings`), both subclasses of `ServiceSettings`. The unprefixed names
+of before (`REDIS_URL`) are still read, with a warning, while the prefixed one is unset.
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from common.environment import PREFIX, legacy_value
+
+
+class DeprecatedNames(PydanticBaseSettingsSource):
+    """The names before the prefix: `<FIELD>` (and a class's `old_names`), read only where
+    `DIGITS_<FIELD>` is unset; below the prefixed environment, above the defaults."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        old_names = [field_name.upper(), *self._extra_names().get(field_name, ())]
+        return legacy_value(field_name, old_names), field_name, False
+
+    def _extra_names(self) -> dict[str, tuple[str, ...]]:
+        return getattr(self.settings_cls, "old_names", {})
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                values[field_name] = value
+        return values
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_file=None, extra="ignore", case_sensitive=False
+    )
+    old_names: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Deprecated names a field is also read from, after its own unprefixed name."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            DeprecatedNames(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Broker and job store. In compose: `redis://:${REDIS_PASSWORD}@redis:6379/0`."""
@@ -52,5 +104,5 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _limits_in_order(self) -> ServiceSettings:
         if self.task_soft_time_limit_s >= self.task_time_limit_s:
-            raise ValueError("TASK_SOFT_TIME_LIMIT_S must be below TASK_TIME_LIMIT_S")
+            raise ValueError("DIGITS_TASK_SOFT_TIME_LIMIT_S must be below DIGITS_TASK_TIME_LIMIT_S")
         return self

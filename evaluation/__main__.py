@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
+from common import environment
 from common.settings import ServiceSettings
 from evaluation.generate import generate
 from evaluation.run import (
@@ -54,15 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         "--threshold",
         type=float,
         default=None,
-        help="offline: single-digit review threshold (default: $REVIEW_THRESHOLD)",
+        help="offline: single-digit review threshold (default: $DIGITS_REVIEW_THRESHOLD)",
     )
     run.add_argument(
         "--postcode-threshold",
         type=float,
         default=None,
-        help="offline: code review threshold (default: $POSTCODE_REVIEW_THRESHOLD)",
+        help="offline: code review threshold (default: $DIGITS_POSTCODE_REVIEW_THRESHOLD)",
     )
-    run.add_argument("--directory", help="offline: valid codes file (default: $POSTCODE_DIRECTORY)")
+    run.add_argument(
+        "--directory", help="offline: valid codes file (default: $DIGITS_POSTCODE_DIRECTORY)"
+    )
     run.add_argument("--workers", type=int, default=16, help="concurrent requests (online)")
     sub.add_parser("speed", help="time decode + normalise per image on one core")
     args = parser.parse_args(argv)
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         title = f"offline, model {model}, {args.sets}"
     else:
-        on = OnlineReader(args.url, os.environ.get("API_KEY"))
+        on = OnlineReader(args.url, environment.read("API_KEY", "") or None)
 
         def read(row: dict[str, str], data: bytes) -> tuple:
             ext = row["file"].rsplit(".", 1)[-1]

@@ -2,8 +2,8 @@
 
 The sorting office's budget (README: the review budget): catch at least 80 % of the wrong
 answers while flagging at most 15 %. For single digits the threshold is on the calibrated
-digit confidence (`REVIEW_THRESHOLD`), for codes on the code's probability
-(`POSTCODE_REVIEW_THRESHOLD`); codes the service flags whatever the threshold (wrong
+digit confidence (`DIGITS_REVIEW_THRESHOLD`), for codes on the code's probability
+(`DIGITS_POSTCODE_REVIEW_THRESHOLD`); codes the service flags whatever the threshold (wrong
 length, nothing found) count as flagged at every threshold. Offline, with the workers' own
 model and decoding code (`evaluation.run.OfflineReader`).
 """

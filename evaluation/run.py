@@ -5,8 +5,8 @@ from a thread pool. Offline: the workers' own code in-process, for fast iteratio
 service: `common.imaging` + `common.segmentation`, the model as the workers load it
 (`workers.model.DigitModel`: ONNX Runtime plus the calibration in its metadata.json) and the
 same code reading (`common.postcode.assemble`: directory decoding, code probability, review
-rule), with the service's settings from the environment (`POSTCODE_REVIEW_THRESHOLD`,
-`POSTCODE_DIRECTORY`). Both print one table per category and a review-threshold table
+rule), with the service's settings from the environment (`DIGITS_POSTCODE_REVIEW_THRESHOLD`,
+`DIGITS_POSTCODE_DIRECTORY`). Both print one table per category and a review-threshold table
 (errors caught vs inputs flagged).
 """
 
@@ -81,7 +81,7 @@ class OfflineReader:
         """`model_path`: a version's model.onnx (its folder's metadata.json gives the
         calibration). `threshold`: single digits. `postcode_threshold` and `directory` (a
         `PostcodeDirectory`, a path, or "" for none) default to the service's
-        `POSTCODE_REVIEW_THRESHOLD` / `POSTCODE_DIRECTORY` from the environment."""
+        `DIGITS_POSTCODE_REVIEW_THRESHOLD` / `DIGITS_POSTCODE_DIRECTORY` from the environment."""
         from workers.model import DigitModel, ModelInfo  # onnxruntime: only offline runs
 
         folder = Path(model_path).parent

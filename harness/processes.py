@@ -130,10 +130,10 @@ class RedisServer:
 
 def start_worker(redis_url: str, name: str = "worker", **env: str) -> ManagedProcess:
     settings = {
-        "REDIS_URL": redis_url,
-        "WORKER_CONCURRENCY": "1",
-        "HEARTBEAT_INTERVAL_S": "0.5",
-        "LOG_LEVEL": "INFO",
+        "DIGITS_REDIS_URL": redis_url,
+        "DIGITS_WORKER_CONCURRENCY": "1",
+        "DIGITS_HEARTBEAT_INTERVAL_S": "0.5",
+        "DIGITS_LOG_LEVEL": "INFO",
         **env,
     }
     return ManagedProcess(name, [sys.executable, "-m", "workers"], settings)
@@ -160,10 +160,10 @@ def wait_for_job(http: httpx.Client, job_id: str, timeout: float = 10) -> dict:
 
 def start_api(redis_url: str, port: int, name: str = "api", **env: str) -> ManagedProcess:
     settings = {
-        "REDIS_URL": redis_url,
-        "API_PORT": str(port),
-        "API_HOST": "127.0.0.1",
-        "API_WORKERS": "1",  # one process is enough here, and its metrics are exact
+        "DIGITS_REDIS_URL": redis_url,
+        "DIGITS_API_PORT": str(port),
+        "DIGITS_API_HOST": "127.0.0.1",
+        "DIGITS_API_WORKERS": "1",  # one process is enough here, and its metrics are exact
         **env,
     }
     process = ManagedProcess(name, [sys.executable, "-m", "api"], settings)

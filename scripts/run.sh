@@ -5,8 +5,8 @@
 # after a back-off (1 s, doubling to RESTART_MAX_DELAY_S, back to 1 s once it stayed up 60 s),
 # and each restart is logged here and in the service's log. Ctrl-C or SIGTERM stops everything.
 #
-# Knobs (environment): REDIS_URL, DIGITS_NAMESPACE, REDIS_MAXMEMORY, API_PORT, WORKER_METRICS_PORT, FLOWER_PORT, FLOWER_USER,
-# FLOWER_PASSWORD, PROMETHEUS_PORT, PROMETHEUS_INTERVAL (scrape and rule interval, 5s),
+# Knobs (environment): DIGITS_REDIS_URL, DIGITS_NAMESPACE, REDIS_MAXMEMORY, DIGITS_API_PORT,
+# DIGITS_WORKER_METRICS_PORT, FLOWER_PORT, FLOWER_USER, FLOWER_PASSWORD, PROMETHEUS_PORT, PROMETHEUS_INTERVAL (scrape and rule interval, 5s),
 # RUN_DIR (logs, Redis data, metrics files, Prometheus data; default var/),
 # RESTART_MAX_DELAY_S, and every service setting (README, Configuration).
 set -euo pipefail
@@ -15,8 +15,16 @@ BIN=.venv/bin
 RUN_DIR="${RUN_DIR:-$PWD/var}"
 LOG="$RUN_DIR/log"
 RESTART_MAX_DELAY_S="${RESTART_MAX_DELAY_S:-30}"
-export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
-export API_PORT="${API_PORT:-8000}"
+# The names before the DIGITS_ prefix still work here (the services warn about the others).
+for name in REDIS_URL API_PORT WORKER_METRICS_PORT PROMETHEUS_URL; do
+  new="DIGITS_$name"
+  if [ -n "${!name:-}" ] && [ -z "${!new:-}" ]; then
+    echo "run.sh: $name is deprecated: set $new (read as $new this time)" >&2
+    export "$new=${!name}"
+  fi
+done
+export DIGITS_REDIS_URL="${DIGITS_REDIS_URL:-redis://127.0.0.1:6379/0}"
+export DIGITS_API_PORT="${DIGITS_API_PORT:-8000}"
 export FLOWER_PORT="${FLOWER_PORT:-5555}"
 export FLOWER_USER="${FLOWER_USER:-admin}"
 if [ -z "${FLOWER_PASSWORD:-}" ]; then
@@ -25,15 +33,15 @@ if [ -z "${FLOWER_PASSWORD:-}" ]; then
 fi
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/prometheus}"
 export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
-export PROMETHEUS_URL="${PROMETHEUS_URL:-http://127.0.0.1:$PROMETHEUS_PORT}"
+export DIGITS_PROMETHEUS_URL="${DIGITS_PROMETHEUS_URL:-http://127.0.0.1:$PROMETHEUS_PORT}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR" "$LOG"
-export WORKER_METRICS_PORT="${WORKER_METRICS_PORT:-9100}"
+export DIGITS_WORKER_METRICS_PORT="${DIGITS_WORKER_METRICS_PORT:-9100}"
 
 # Every port this script will listen on must be free *before* anything starts: on a shared
-# host a taken API_PORT used to be answered by the other service, which passed the readiness
-# probe, printed the success banner, and then this API exited (issue 17).
+# host a taken DIGITS_API_PORT used to be answered by the other service, which passed the
+# readiness probe, printed the success banner, and then this API exited (issue 17).
 port_taken() { $BIN/python -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $1)) != 0)"; }
-ports=("API_PORT=$API_PORT" "WORKER_METRICS_PORT=$WORKER_METRICS_PORT")
+ports=("DIGITS_API_PORT=$DIGITS_API_PORT" "DIGITS_WORKER_METRICS_PORT=$DIGITS_WORKER_METRICS_PORT")
 [ "${FLOWER:-1}" = 1 ] && ports+=("FLOWER_PORT=$FLOWER_PORT")
 command -v prometheus >/dev/null && ports+=("PROMETHEUS_PORT=$PROMETHEUS_PORT")
 for entry in "${ports[@]}"; do
@@ -94,21 +102,21 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-redis_up() { $BIN/python -c "import redis,sys; redis.Redis.from_url('$REDIS_URL', socket_connect_timeout=1).ping()" 2>/dev/null; }
+redis_up() { $BIN/python -c "import redis,sys; redis.Redis.from_url('$DIGITS_REDIS_URL', socket_connect_timeout=1).ping()" 2>/dev/null; }
 NAMESPACE="${DIGITS_NAMESPACE:-digits}"
 if redis_up; then
-  echo "using Redis at $REDIS_URL, namespace $NAMESPACE"
+  echo "using Redis at $DIGITS_REDIS_URL, namespace $NAMESPACE"
   # A Redis someone else runs may hold another stack: never join its queues unasked.
-  others=$($BIN/python -c "import time, redis; from common.contract import WORKER_HEARTBEAT_KEY as k; print(redis.Redis.from_url('$REDIS_URL').zcount(k, time.time() - 10, '+inf'))")
+  others=$($BIN/python -c "import time, redis; from common.contract import WORKER_HEARTBEAT_KEY as k; print(redis.Redis.from_url('$DIGITS_REDIS_URL').zcount(k, time.time() - 10, '+inf'))")
   if [ "$others" != 0 ]; then
-    echo "run.sh: $others live worker process(es) already use namespace '$NAMESPACE' on $REDIS_URL (another stack); give this one its own: DIGITS_NAMESPACE=mine make run" >&2
+    echo "run.sh: $others live worker process(es) already use namespace '$NAMESPACE' on $DIGITS_REDIS_URL (another stack); give this one its own: DIGITS_NAMESPACE=mine make run" >&2
     trap - INT TERM EXIT  # nothing started yet: nothing to stop
     exit 1
   fi
 else
   command -v redis-server >/dev/null || scripts/ensure-tools.sh redis-server
-  port=$($BIN/python -c "from urllib.parse import urlparse; print(urlparse('$REDIS_URL').port or 6379)")
-  echo "no Redis at $REDIS_URL: starting redis-server on port $port (data in $RUN_DIR/redis)"
+  port=$($BIN/python -c "from urllib.parse import urlparse; print(urlparse('$DIGITS_REDIS_URL').port or 6379)")
+  echo "no Redis at $DIGITS_REDIS_URL: starting redis-server on port $port (data in $RUN_DIR/redis)"
   mkdir -p "$RUN_DIR/redis"
   # A memory cap, as in compose: at the cap new work is refused (503 store_full), queued
   # and running jobs still finish, nothing is evicted (docs/DESIGN.md, "Redis memory").
@@ -145,33 +153,33 @@ command -v prometheus >/dev/null || scripts/ensure-tools.sh prometheus || true
 if command -v prometheus >/dev/null; then
   mkdir -p "$RUN_DIR/prometheus-data"
   sed -e "s|@INTERVAL@|${PROMETHEUS_INTERVAL:-5s}|" -e "s|@RULES@|$PWD/deploy/prometheus/rules|" \
-    -e "s|@API_TARGET@|127.0.0.1:$API_PORT|" -e "s|@WORKER_TARGET@|127.0.0.1:${WORKER_METRICS_PORT:-9100}|" \
+    -e "s|@API_TARGET@|127.0.0.1:$DIGITS_API_PORT|" -e "s|@WORKER_TARGET@|127.0.0.1:${DIGITS_WORKER_METRICS_PORT:-9100}|" \
     deploy/prometheus/local.yml >"$RUN_DIR/prometheus.yml"
   supervise prometheus "$LOG/prometheus.log" prometheus --config.file="$RUN_DIR/prometheus.yml" \
     --storage.tsdb.path="$RUN_DIR/prometheus-data" --storage.tsdb.retention.time=30d \
     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" &
   pids+=($!)
-  prometheus_line="  Prometheus $PROMETHEUS_URL     (rules: deploy/prometheus/rules)"
+  prometheus_line="  Prometheus $DIGITS_PROMETHEUS_URL     (rules: deploy/prometheus/rules)"
 fi
 # --- end Prometheus
 
 for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$API_PORT/readyz?workers=1" >/dev/null 2>&1 && break
+  curl -fsS "http://127.0.0.1:$DIGITS_API_PORT/readyz?workers=1" >/dev/null 2>&1 && break
   sleep 0.2
 done
 cat <<INFO
 
-  API        http://127.0.0.1:$API_PORT        (docs: /docs, ready: /readyz, metrics: /metrics)
-  Dashboard  http://127.0.0.1:$API_PORT/dashboard
+  API        http://127.0.0.1:$DIGITS_API_PORT        (docs: /docs, ready: /readyz, metrics: /metrics)
+  Dashboard  http://127.0.0.1:$DIGITS_API_PORT/dashboard
 $flower_line
 $prometheus_line
-  Workers    metrics http://127.0.0.1:$WORKER_METRICS_PORT/metrics
-  Redis      $REDIS_URL     (namespace $NAMESPACE: DIGITS_NAMESPACE)
+  Workers    metrics http://127.0.0.1:$DIGITS_WORKER_METRICS_PORT/metrics
+  Redis      $DIGITS_REDIS_URL     (namespace $NAMESPACE: DIGITS_NAMESPACE)
   Logs       $LOG/{api,worker,flower,redis,prometheus}.log
 
-  Try: curl -F file=@tests/data/digit7.png http://127.0.0.1:$API_PORT/v1/predict
+  Try: curl -F file=@tests/data/digit7.png http://127.0.0.1:$DIGITS_API_PORT/v1/predict
   A service that exits is restarted (logged here). Ctrl-C stops everything.
 INFO
-curl -fsS "http://127.0.0.1:$API_PORT/readyz?workers=1" >/dev/null 2>&1 || echo "  (not ready yet: see $LOG/worker.log)"
+curl -fsS "http://127.0.0.1:$DIGITS_API_PORT/readyz?workers=1" >/dev/null 2>&1 || echo "  (not ready yet: see $LOG/worker.log)"
 # Until Ctrl-C or SIGTERM: the supervisors never return on their own.
 wait || true

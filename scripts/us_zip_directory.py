@@ -1,7 +1,7 @@
-"""Write the US ZIP codes shipped by the PyPI package `zipcodes` as a `POSTCODE_DIRECTORY` file.
+"""Write the US ZIP codes of the PyPI package `zipcodes` as a `DIGITS_POSTCODE_DIRECTORY` file.
 
     .venv/bin/python scripts/us_zip_directory.py --out var/us-zip.txt [--active-only]
-    POSTCODE_DIRECTORY=var/us-zip.txt make run
+    DIGITS_POSTCODE_DIRECTORY=var/us-zip.txt make run
 
 `zipcodes` (3.x, in requirements/dev.txt only, never in the serving images) embeds the
 dataset in its extension module; `zipcodes.list_all()` returns one dict per ZIP code with

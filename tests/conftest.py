@@ -26,7 +26,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def worker(redis_server: RedisServer) -> Iterator[ManagedProcess]:
-    process = start_worker(redis_server.url, name="session-worker", WORKER_CONCURRENCY="2")
+    process = start_worker(redis_server.url, name="session-worker", DIGITS_WORKER_CONCURRENCY="2")
     try:
         wait_for_workers(redis_server.url, count=2)
     except TimeoutError:

@@ -1,6 +1,6 @@
 """Judge a canary on reviewed labels: is the candidate right more often than production?
 
-Workers serving a canary (`CANARY_SHARE`) record on every review item the version that
+Workers serving a canary (`DIGITS_CANARY_SHARE`) record on every review item the version that
 answered it (`model_version`); a person's label then says whether that version was right
 (a "no digit" verdict is right when the model found no digit). Per version: items reviewed,
 items right, accuracy with a 95 % Wilson interval; between the two: the difference in

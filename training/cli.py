@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import registry
+from common import environment, registry
 from training.model import ARCHITECTURES
 from training.synthetic import SyntheticConfig
 
@@ -25,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         "--models-dir",
         type=Path,
         default=registry.default_models_dir(),
-        help="registry root (default: $MODELS_DIR or ./models)",
+        help="registry root (default: $DIGITS_MODELS_DIR or ./models)",
     )
     common.add_argument("--name", default="mnist_cnn", help="model name (default: mnist_cnn)")
     common.add_argument(
@@ -142,13 +141,13 @@ def _parser() -> argparse.ArgumentParser:
     judge.add_argument("--promote", action="store_true", help="promote it when the verdict says so")
     judge.add_argument(
         "--redis-url",
-        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        help="where the reviewed labels live (default: $REDIS_URL)",
+        default=environment.read("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="where the reviewed labels live (default: $DIGITS_REDIS_URL)",
     )
     judge.add_argument(
         "--prometheus-url",
-        default=os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090"),
-        help="where each version's model time is counted (default: $PROMETHEUS_URL)",
+        default=environment.read("PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        help="where each version's model time is counted (default: $DIGITS_PROMETHEUS_URL)",
     )
     judge.add_argument(
         "--latency-tolerance",
@@ -164,8 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="the .npz file to write")
     export.add_argument(
         "--redis-url",
-        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        help="where the review queue lives (default: $REDIS_URL)",
+        default=environment.read("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="where the review queue lives (default: $DIGITS_REDIS_URL)",
     )
     return parser
 

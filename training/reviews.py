@@ -2,7 +2,7 @@
 
 `python -m training reviews export --out reviewed.npz` writes `x` (N, 28, 28) uint8 in the
 MNIST convention, `y` (N,) int64 labels, `model_digit` (-1 where the model saw no digit),
-`confidence` and `ids`, read from Redis (`REDIS_URL`).
+`confidence` and `ids`, read from Redis (`DIGITS_REDIS_URL`).
 
 Items a person answered "no digit" (`verdict: "no_digit"`, no label) are NOT in `x`/`y`:
 they go to `no_digit_x`, `no_digit_model_digit`, `no_digit_confidence` and `no_digit_ids`,

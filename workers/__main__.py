@@ -38,7 +38,7 @@ def check_directory(path: str) -> None:
     try:
         directory = PostcodeDirectory.load(path)
     except DirectoryError as exc:
-        logging.getLogger("workers").error("invalid POSTCODE_DIRECTORY: %s", exc)
+        logging.getLogger("workers").error("invalid DIGITS_POSTCODE_DIRECTORY: %s", exc)
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     lengths = {n: len(directory.codes[n]) for n in directory.lengths}

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import warnings
+from typing import ClassVar
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import Field, model_validator
 
 from common.settings import ServiceSettings
 
 
 class WorkerSettings(ServiceSettings):
+    old_names: ClassVar[dict[str, tuple[str, ...]]] = {"model_batch_size": ("MAX_BATCH_SIZE",)}
+
     model_version: str = "production"
     """A version number or an alias from `models/<name>/aliases.json`."""
     model_reload_interval_s: float = Field(1.0, ge=0.0)
@@ -26,12 +26,10 @@ class WorkerSettings(ServiceSettings):
     """Prefork processes, each with its own model copy; one per core is right for ONNX Runtime."""
     worker_autoscale: str = ""
     """`max,min` for Celery's --autoscale (overrides concurrency when set)."""
-    model_batch_size: int = Field(
-        256, ge=1, validation_alias=AliasChoices("model_batch_size", "max_batch_size")
-    )
+    model_batch_size: int = Field(256, ge=1)
     """Images per model call: a bigger message is run in chunks of this size. Was read from
-    MAX_BATCH_SIZE, which now means only the API's images per message; that name still sets
-    it, with a warning, while MODEL_BATCH_SIZE is unset (issue 17: one meaning per knob)."""
+    MAX_BATCH_SIZE, which now means only the API's images per message; that old name still
+    sets it, with a warning, while DIGITS_MODEL_BATCH_SIZE is unset (`old_names`)."""
     inference_threads: int = Field(1, ge=1)
     """ONNX Runtime intra-op threads per process (processes already use the cores)."""
     heartbeat_interval_s: float = Field(2.0, gt=0.0)
@@ -51,23 +49,9 @@ class WorkerSettings(ServiceSettings):
     flagged image beyond it is answered `needs_review` as always but not queued for review."""
 
     @model_validator(mode="after")
-    def _warn_old_batch_name(self) -> WorkerSettings:
-        names = {name.upper() for name in os.environ}
-        if "MAX_BATCH_SIZE" in names and "MODEL_BATCH_SIZE" not in names:
-            warnings.warn(
-                "MAX_BATCH_SIZE sets the worker's images per model call only until you set "
-                "MODEL_BATCH_SIZE (it now means the API's images per message)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            logging.getLogger("workers").warning(
-                "MAX_BATCH_SIZE=%s read as MODEL_BATCH_SIZE (deprecated for the worker)",
-                self.model_batch_size,
-            )
-        return self
-
-    @model_validator(mode="after")
     def _retry_within_limit(self) -> WorkerSettings:
         if self.result_write_retry_s >= self.task_soft_time_limit_s:
-            raise ValueError("RESULT_WRITE_RETRY_S must be below TASK_SOFT_TIME_LIMIT_S")
+            raise ValueError(
+                "DIGITS_RESULT_WRITE_RETRY_S must be below DIGITS_TASK_SOFT_TIME_LIMIT_S"
+            )
         return self

@@ -16,18 +16,20 @@ import socket
 import sys
 import time
 
+from common import environment
+
 DEFAULT_TIMEOUT_S = 3.0
 DEFAULT_STALE_S = 30.0
 
 
 def node_name(hostname: str) -> str:
     """Celery's default node name for a worker started in this container (`celery@%h`)."""
-    return os.environ.get("WORKER_NODE_NAME") or f"celery@{hostname}"
+    return environment.read("WORKER_NODE_NAME", "") or f"celery@{hostname}"
 
 
 def ping(node: str, timeout: float) -> bool:
     """True if `node` replies to a control ping within `timeout` seconds."""
-    from workers.app import celery_app  # deferred: reads REDIS_URL from the environment
+    from workers.app import celery_app  # deferred: reads DIGITS_REDIS_URL from the environment
 
     try:
         replies = celery_app.control.ping(destination=[node], timeout=timeout)
@@ -43,7 +45,7 @@ def model_loaded(hostname: str, stale_s: float) -> bool:
 
     from common.contract import WORKER_HEARTBEAT_KEY
 
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    url = environment.read("REDIS_URL", "redis://127.0.0.1:6379/0")
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0)
     try:
         beats = client.zrangebyscore(WORKER_HEARTBEAT_KEY, time.time() - stale_s, "+inf")
@@ -65,8 +67,8 @@ def _give_up(signum: int, frame: object) -> None:
 def main() -> int:
     hostname = socket.gethostname()
     node = node_name(hostname)
-    timeout = float(os.environ.get("WORKER_HEALTHCHECK_TIMEOUT_S", DEFAULT_TIMEOUT_S))
-    stale_s = float(os.environ.get("WORKER_HEALTHCHECK_STALE_S", DEFAULT_STALE_S))
+    timeout = float(environment.read("WORKER_HEALTHCHECK_TIMEOUT_S", str(DEFAULT_TIMEOUT_S)))
+    stale_s = float(environment.read("WORKER_HEALTHCHECK_STALE_S", str(DEFAULT_STALE_S)))
     signal.signal(signal.SIGALRM, _give_up)
     signal.alarm(int(timeout) + 5)
     if not ping(node, timeout):

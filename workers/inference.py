@@ -159,7 +159,7 @@ class BatchRunner:
             log.exception("batch failed", extra={"job_ids": ids})
             timed_out = isinstance(exc, SoftTimeLimitExceeded)
             code = "timed_out" if timed_out else "inference_failed"
-            text = "the batch ran past TASK_SOFT_TIME_LIMIT_S" if timed_out else str(exc)
+            text = "the batch ran past DIGITS_TASK_SOFT_TIME_LIMIT_S" if timed_out else str(exc)
             outcomes = [self._failed(job, code, text) for job in message.jobs]
             report = self.writer.finish(outcomes, message.reply_to)
             return BatchStats(0, 0.0, queue_wait, report, model.info.version)

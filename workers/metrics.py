@@ -2,7 +2,7 @@
 
 Pool processes record into `<PROMETHEUS_MULTIPROC_DIR>/worker` (a private temporary directory
 when the variable is unset); the Celery main process serves their sum on
-`WORKER_METRICS_PORT`. `setup()` runs in the main process before the pool forks
+`DIGITS_WORKER_METRICS_PORT`. `setup()` runs in the main process before the pool forks
 (`worker_init`), and the metrics are created lazily in each pool process: importing this
 module (Flower does, through `workers.tasks`) changes nothing.
 

@@ -20,7 +20,7 @@ KEEP_REVIEWED = (
     ALLOW_OOM
     + """
 -- KEYS: job keys with a pending review. ARGV[1]: seconds. A sync answer is normally kept
--- SYNC_RESULT_TTL_S, but a job a person will review keeps the review's retention.
+-- DIGITS_SYNC_RESULT_TTL_S, but a job a person will review keeps the review's retention.
 for i, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
     redis.call('HSET', key, 'keep', ARGV[1])
@@ -104,7 +104,8 @@ class ResultWriter:
             except (redis.ConnectionError, redis.TimeoutError):
                 if time.monotonic() > deadline:
                     # The task fails and Celery acknowledges it: the jobs stay `running`
-                    # until the API's sweeper re-sends them (TASK_TIME_LIMIT_S), never longer.
+                    # until the API's sweeper re-sends them (DIGITS_TASK_TIME_LIMIT_S), never
+                    # longer.
                     log.error(
                         "result write gave up; the sweeper will re-send the jobs",
                         extra={"job_ids": [o.job_id for o in outcomes]},
@@ -130,7 +131,8 @@ class ResultWriter:
 
     def add_reviews(self, items: Sequence[ReviewItem]) -> tuple[int, int]:
         """Queue flagged predictions for a person (idempotent: a re-run adds nothing), up to
-        MAX_PENDING_REVIEWS pending; (added, not queued because the review queue was full)."""
+        DIGITS_MAX_PENDING_REVIEWS pending; (added, not queued because the review queue was
+        full)."""
         if not items:
             return 0, 0
         args: list = [f"{time.time():.6f}", self._review_ttl_s, self._max_pending_reviews]
@@ -143,7 +145,7 @@ class ResultWriter:
         if skipped and time.monotonic() - self._skip_logged_at > 60:
             self._skip_logged_at = time.monotonic()
             log.warning(
-                "review queue full (MAX_PENDING_REVIEWS=%d): %d flagged images not queued",
+                "review queue full (DIGITS_MAX_PENDING_REVIEWS=%d): %d flagged images not queued",
                 self._max_pending_reviews,
                 skipped,
             )

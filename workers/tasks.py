@@ -88,13 +88,13 @@ def load_model(**_: object) -> None:
 
 
 def load_directory(path: str) -> PostcodeDirectory | None:
-    """`POSTCODE_DIRECTORY` (empty: none). `python -m workers` has already checked the file
+    """`DIGITS_POSTCODE_DIRECTORY` (empty: none). `python -m workers` has already checked the file
     before forking (`workers.__main__`); each pool process loads its own copy once."""
     return PostcodeDirectory.load(path) if path else None
 
 
 def watch_alias(model: DigitModel) -> AliasWatcher | None:
-    """Hot reload when MODEL_VERSION is an alias (a pinned number never moves)."""
+    """Hot reload when DIGITS_MODEL_VERSION is an alias (a pinned number never moves)."""
     if settings.model_version.isdigit() or settings.model_reload_interval_s <= 0:
         return None
     watcher = AliasWatcher(
@@ -117,7 +117,8 @@ def load_version(version: str) -> DigitModel:
 
 
 def watch_canary() -> AliasWatcher | None:
-    """CANARY_SHARE > 0: load CANARY_ALIAS now if it exists, and follow it like production."""
+    """DIGITS_CANARY_SHARE > 0: load DIGITS_CANARY_ALIAS now if it exists, and follow it like
+    production."""
     if settings.canary_share <= 0 or _state.runner is None:
         return None
     try:

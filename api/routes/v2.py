@@ -3,7 +3,7 @@
 `infer` rides the very path of `POST /v1/predict`: the same admission (`admit_sync`), body
 limit, normalisation of encoded images, batcher, queue and 2 s deadline
 (`PredictionService.answer`); only the tensors in and out differ (`api.oip`). The protocol
-has no "come back later": a request not answered within SYNC_WAIT_MAX_S is a 504 with the
+has no "come back later": a request not answered within DIGITS_SYNC_WAIT_MAX_S is a 504 with the
 protocol's `{"error": "..."}`, never a late answer. Errors under /v2 take that shape
 (`api.errors.error_response`).
 """

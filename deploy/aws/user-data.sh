@@ -7,8 +7,8 @@
 #   DIGITS_REPO      git URL of this repository (a read-only deploy key or a public mirror)
 #   DIGITS_REF       branch, tag or commit to run
 #   DIGITS_SSM_PATH  SSM path holding one SecureString per .env variable, e.g.
-#                    /digits/prod/REDIS_PASSWORD, /digits/prod/API_KEYS, ...
-#   WORKERS          worker containers on this host (one per 2 vCPUs with WORKER_CONCURRENCY=2)
+#                    /digits/prod/REDIS_PASSWORD, /digits/prod/DIGITS_API_KEYS, ...
+#   WORKERS          worker containers on this host (one per 2 vCPUs with DIGITS_WORKER_CONCURRENCY=2)
 # Set by deploy/aws/cloudformation.yaml for the Auto Scaling group (empty: one host, local Redis):
 #   DIGITS_REDIS_HOST    ElastiCache primary endpoint: Redis over TLS, the local redis not run
 #   DIGITS_REDIS_SECRET  Secrets Manager secret holding {"token": "<AUTH token>"}
@@ -80,7 +80,7 @@ write_env() {
   region="$(region)"
   env_file="${DIGITS_DIR}/.env"
   umask 077
-  # Each parameter's last path component is the variable name: /digits/prod/API_KEYS -> API_KEYS.
+  # Each parameter's last path component is the variable name: /digits/prod/DIGITS_API_KEYS -> DIGITS_API_KEYS.
   aws ssm get-parameters-by-path --region "${region}" --path "${DIGITS_SSM_PATH}" \
       --recursive --with-decryption \
       --query 'Parameters[].[Name,Value]' --output text \
@@ -97,7 +97,7 @@ write_env() {
     printf 'REDIS_PASSWORD=%s\nREDIS_URL=rediss://:%s@%s:6379/0?ssl_cert_reqs=required\n' \
       "${token}" "${token}" "${DIGITS_REDIS_HOST}" >> "${env_file}.tmp"
   fi
-  for required in REDIS_PASSWORD API_KEYS FLOWER_USER FLOWER_PASSWORD GRAFANA_ADMIN_PASSWORD; do
+  for required in REDIS_PASSWORD DIGITS_API_KEYS FLOWER_USER FLOWER_PASSWORD GRAFANA_ADMIN_PASSWORD; do
     grep -q "^${required}=" "${env_file}.tmp" || { log "missing ${DIGITS_SSM_PATH}/${required}"; exit 1; }
   done
   mv "${env_file}.tmp" "${env_file}"
@@ -124,7 +124,7 @@ publish_queue_age() {
   cat > /usr/local/bin/digits-queue-age <<SCRIPT
 #!/bin/bash
 set -euo pipefail
-key="\$(sed -n 's/^API_KEYS=\\([^,]*\\).*/\\1/p' ${DIGITS_DIR}/.env)"
+key="\$(sed -n 's/^DIGITS_API_KEYS=\\([^,]*\\).*/\\1/p' ${DIGITS_DIR}/.env)"
 age="\$(curl -fsS -m 5 -H "X-API-Key: \${key}" http://127.0.0.1:8000/v1/slo \\
   | python3 -c 'import json, sys; q = json.load(sys.stdin)["queues"]; print(max(v["oldest_age_s"] for v in q.values()))')"
 aws cloudwatch put-metric-data --region "$(region)" --namespace Digits \\

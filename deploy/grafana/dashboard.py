@@ -295,7 +295,7 @@ def build() -> dict[str, Any]:
     g.add(
         "timeseries",
         "Review rate",
-        "Share of predictions below REVIEW_THRESHOLD, sent to a human.",
+        "Share of predictions below DIGITS_REVIEW_THRESHOLD, sent to a human.",
         [("digits:needs_review:ratio_rate5m", "needs review")],
         unit="percentunit",
     )

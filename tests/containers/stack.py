@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "test-output" / "containers" / "report.json"
 PASS_ENV = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_BUILDKIT", "DOCKER_CONFIG", "DOCKER_CONTEXT")
 """The only variables `docker compose` sees from this process: compose passes settings through
-from its environment, so a stray REVIEW_THRESHOLD in the test runner's shell must not leak in."""
+from its environment, so a stray DIGITS_REVIEW_THRESHOLD in the test runner's shell must not
+leak in."""
 
 
 class CommandFailed(AssertionError):
@@ -49,7 +50,7 @@ class Stack:
             "\n".join(
                 [
                     f"REDIS_PASSWORD={secrets.token_urlsafe(16)}",
-                    f"API_KEYS={self.api_key}",
+                    f"DIGITS_API_KEYS={self.api_key}",
                     "FLOWER_USER=admin",
                     f"FLOWER_PASSWORD={self.flower_password}",
                     f"GRAFANA_ADMIN_PASSWORD={secrets.token_urlsafe(16)}",

@@ -21,7 +21,13 @@ DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 
-SECRETS = ("REDIS_PASSWORD", "API_KEYS", "FLOWER_USER", "FLOWER_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+SECRETS = (
+    "REDIS_PASSWORD",
+    "DIGITS_API_KEYS",
+    "FLOWER_USER",
+    "FLOWER_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+)
 """Variables compose must refuse to start without (`${VAR:?}`)."""
 
 API_METRICS = {

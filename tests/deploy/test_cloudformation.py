@@ -128,7 +128,7 @@ def test_elasticache_override_replaces_the_local_redis() -> None:
     for name, service in override.items():
         assert "redis" in base[name]["depends_on"], name
         assert service["depends_on"] == "!reset"
-        assert service["environment"]["REDIS_URL"].startswith("${REDIS_URL:?")
-    users = {n for n, s in base.items() if "REDIS_URL" in str(s.get("environment", ""))}
+        assert service["environment"]["DIGITS_REDIS_URL"].startswith("${DIGITS_REDIS_URL:?")
+    users = {n for n, s in base.items() if "DIGITS_REDIS_URL" in str(s.get("environment", ""))}
     assert users == set(override), "every service that talks to Redis is pointed at ElastiCache"
     assert COMPOSE_FILE.name == "docker-compose.yml"

@@ -77,7 +77,9 @@ def test_dockerfile_shape(name: str) -> None:
     assert steps[0][0] == "FROM" and re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*", base)
 
     copies = [args for keyword, args in steps if keyword == "COPY"]
-    assert copies[0].startswith(f"requirements/{name}.txt"), "requirements must be copied first"
+    assert copies[0].startswith(f"requirements/lock/{name}.txt"), "the lockfile is copied first"
+    install = next(a for k, a in steps if k == "RUN" and "pip install" in a)
+    assert f"--require-hashes -r requirements/lock/{name}.txt" in install
     first_install = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "pip install" in a)
     first_code = next(
         i for i, (k, a) in enumerate(steps) if k == "COPY" and not a.startswith("requirements/")

@@ -82,7 +82,7 @@ def fake_api() -> Iterator[tuple[int, type[_Livez]]]:
 
 def test_api_probe_fails_when_nothing_listens() -> None:
     started = time.monotonic()
-    result = run_probe("api", API_PORT=str(free_port()))
+    result = run_probe("api", DIGITS_API_PORT=str(free_port()))
     assert result.returncode == 1
     assert "did not answer 200" in result.stderr
     assert time.monotonic() - started < 10
@@ -90,9 +90,9 @@ def test_api_probe_fails_when_nothing_listens() -> None:
 
 def test_api_probe_follows_livez_status(fake_api: tuple[int, type[_Livez]]) -> None:
     port, handler = fake_api
-    assert run_probe("api", API_PORT=str(port)).returncode == 0
+    assert run_probe("api", DIGITS_API_PORT=str(port)).returncode == 0
     handler.status = 503
-    assert run_probe("api", API_PORT=str(port)).returncode == 1
+    assert run_probe("api", DIGITS_API_PORT=str(port)).returncode == 1
 
 
 @pytest.mark.integration
@@ -100,9 +100,9 @@ def test_api_entrypoint_is_healthy_then_stops_on_sigterm_within_grace(
     redis_server: RedisServer,
 ) -> None:
     port = free_port()
-    process = start_api(redis_server.url, port, name="deploy-api", API_WORKERS="2")
+    process = start_api(redis_server.url, port, name="deploy-api", DIGITS_API_WORKERS="2")
     try:
-        result = run_probe("api", API_PORT=str(port))
+        result = run_probe("api", DIGITS_API_PORT=str(port))
         assert result.returncode == 0, result.stderr
         started = time.monotonic()
         code = stop_within_grace(process, "api")
@@ -110,7 +110,7 @@ def test_api_entrypoint_is_healthy_then_stops_on_sigterm_within_grace(
         assert code == 0, process.log_tail()
     finally:
         process.stop()
-    assert run_probe("api", API_PORT=str(port)).returncode == 1
+    assert run_probe("api", DIGITS_API_PORT=str(port)).returncode == 1
 
 
 @pytest.fixture()
@@ -122,7 +122,9 @@ def empty_redis() -> Iterator[RedisServer]:
 
 @pytest.mark.integration
 def test_worker_probe_fails_without_a_worker(empty_redis: RedisServer) -> None:
-    result = run_probe("worker", REDIS_URL=empty_redis.url, WORKER_HEALTHCHECK_TIMEOUT_S="1")
+    result = run_probe(
+        "worker", DIGITS_REDIS_URL=empty_redis.url, DIGITS_WORKER_HEALTHCHECK_TIMEOUT_S="1"
+    )
     assert result.returncode == 1
     assert "did not answer a ping" in result.stderr
 
@@ -130,7 +132,7 @@ def test_worker_probe_fails_without_a_worker(empty_redis: RedisServer) -> None:
 def test_worker_probe_fails_fast_when_redis_is_down() -> None:
     started = time.monotonic()
     url = f"redis://127.0.0.1:{free_port()}/0"
-    result = run_probe("worker", REDIS_URL=url, WORKER_HEALTHCHECK_TIMEOUT_S="1")
+    result = run_probe("worker", DIGITS_REDIS_URL=url, DIGITS_WORKER_HEALTHCHECK_TIMEOUT_S="1")
     assert result.returncode == 1
     assert "unhealthy" in result.stderr
     assert time.monotonic() - started < 15  # Docker's probe timeout for workers is 10 s + slack
@@ -149,7 +151,7 @@ def test_worker_probe_loads_no_model() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env=venv_env(REDIS_URL=url, WORKER_HEALTHCHECK_TIMEOUT_S="1"),
+        env=venv_env(DIGITS_REDIS_URL=url, DIGITS_WORKER_HEALTHCHECK_TIMEOUT_S="1"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -176,10 +178,15 @@ def test_worker_probe_fails_while_no_process_has_a_model(
     empty_redis: RedisServer, tmp_path: Path
 ) -> None:
     """The ping alone would pass: the model heartbeat is what catches a broken model dir."""
-    process = start_worker(empty_redis.url, name="deploy-worker-nomodel", MODELS_DIR=str(tmp_path))
+    process = start_worker(
+        empty_redis.url, name="deploy-worker-nomodel", DIGITS_MODELS_DIR=str(tmp_path)
+    )
     try:
         wait_until(
-            lambda: "with a loaded model" in run_probe("worker", REDIS_URL=empty_redis.url).stderr,
+            lambda: (
+                "with a loaded model"
+                in run_probe("worker", DIGITS_REDIS_URL=empty_redis.url).stderr
+            ),
             60,
             "the worker to answer pings without a model",
             interval=0.5,
@@ -196,10 +203,10 @@ MODEL_ALIASES = ROOT / "models" / "mnist_cnn" / "aliases.json"
 @pytest.mark.slow
 @pytest.mark.skipif(not MODEL_ALIASES.exists(), reason="no trained model in models/ yet")
 def test_worker_entrypoint_is_healthy_then_warm_shuts_down(empty_redis: RedisServer) -> None:
-    process = start_worker(empty_redis.url, name="deploy-worker", WORKER_CONCURRENCY="1")
+    process = start_worker(empty_redis.url, name="deploy-worker", DIGITS_WORKER_CONCURRENCY="1")
     try:
         wait_until(
-            lambda: run_probe("worker", REDIS_URL=empty_redis.url).returncode == 0,
+            lambda: run_probe("worker", DIGITS_REDIS_URL=empty_redis.url).returncode == 0,
             60,
             "worker healthcheck to pass",
             interval=0.5,
@@ -207,7 +214,9 @@ def test_worker_entrypoint_is_healthy_then_warm_shuts_down(empty_redis: RedisSer
         assert stop_within_grace(process, "worker") == 0, process.log_tail()
     finally:
         process.stop()
-    result = run_probe("worker", REDIS_URL=empty_redis.url, WORKER_HEALTHCHECK_TIMEOUT_S="1")
+    result = run_probe(
+        "worker", DIGITS_REDIS_URL=empty_redis.url, DIGITS_WORKER_HEALTHCHECK_TIMEOUT_S="1"
+    )
     assert result.returncode == 1
 
 
@@ -258,7 +267,7 @@ def test_flower_command_serves_behind_basic_auth(empty_redis: RedisServer) -> No
         "deploy-flower",
         [binary, *argv[1:], "--address=127.0.0.1"],
         {
-            "REDIS_URL": empty_redis.url,
+            "DIGITS_REDIS_URL": empty_redis.url,
             "PYTHONPATH": str(ROOT),
             # From the environment, as in compose: the password is not in argv.
             "FLOWER_BASIC_AUTH": flower["environment"]["FLOWER_BASIC_AUTH"],

@@ -101,7 +101,7 @@ def test_nginx_proxies_to_the_api_and_hides_metrics(
         assert len(headers["X-Request-ID"]) == 32
         assert headers["X-Forwarded-For"] == "127.0.0.1"
 
-        body = b"\0" * (5 * 1024 * 1024)  # above nginx's 1 MB default, below MAX_BODY_BYTES
+        body = b"\0" * (5 * 1024 * 1024)  # above nginx's 1 MB default, below DIGITS_MAX_BODY_BYTES
         assert httpx.post(f"{url}/v1/predict", content=body, timeout=10).status_code == 200
         assert recorder.seen[-1][3] == len(body)
 

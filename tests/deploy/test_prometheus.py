@@ -133,8 +133,8 @@ def test_scrape_targets_follow_the_compose_services() -> None:
         assert job in sd["names"] and job in services
     # The containers listen on the code's defaults (compose does not set the ports):
     # tests/deploy/test_settings_sources.py ties these numbers to the settings classes.
-    assert "WORKER_METRICS_PORT" not in services["worker"]["environment"]
-    assert "API_PORT" not in services["api"]["environment"]
+    assert "DIGITS_WORKER_METRICS_PORT" not in services["worker"]["environment"]
+    assert "DIGITS_API_PORT" not in services["api"]["environment"]
 
 
 def test_every_metric_name_is_defined_in_the_application() -> None:

@@ -15,6 +15,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from api.config import ApiSettings
+from common.environment import prefixed
 from tests.deploy.support import (
     DEPLOY,
     ENV_EXAMPLE,
@@ -26,27 +27,27 @@ from tests.deploy.support import (
 from workers.config import WorkerSettings
 
 WIRING = {
-    "REDIS_URL": "the compose network's Redis, with the password from .env",
-    "MODELS_DIR": "where the images keep the registry (/app/models)",
+    "DIGITS_REDIS_URL": "the compose network's Redis, with the password from .env",
+    "DIGITS_MODELS_DIR": "where the images keep the registry (/app/models)",
     "PROMETHEUS_MULTIPROC_DIR": "the tmpfs mounted for prometheus-client",
-    "API_KEYS": "a secret, required from .env",
-    "PROMETHEUS_URL": "where the deployment's Prometheus answers (compose: its prometheus service)",
+    "DIGITS_API_KEYS": "a secret, required from .env",
+    "DIGITS_PROMETHEUS_URL": "where the deployment's Prometheus answers (compose: its service)",
 }
 """Settings the deployment files may give a value: not tunables but facts of the deployment."""
 IMPORT_TIME = {"PROMETHEUS_MULTIPROC_DIR", "DIGITS_NAMESPACE"}
 """Read from the environment when a module is imported, not by a settings class: prometheus-
 client's storage (`common.prom`) and the key and queue names (`common.contract`)."""
-NOT_PASSED = {"API_HOST", "API_PORT", "WORKER_METRICS_PORT"}
+NOT_PASSED = {"DIGITS_API_HOST", "DIGITS_API_PORT", "DIGITS_WORKER_METRICS_PORT"}
 """Settings the containers keep at their defaults because other files name them (nginx,
 Prometheus, healthchecks, k8s Services); `test_ports_are_the_code_defaults` ties them."""
 
 
 def fields(settings: type[BaseSettings]) -> set[str]:
-    return {name.upper() for name in settings.model_fields}
+    return {prefixed(name) for name in settings.model_fields}
 
 
 def defaults(settings: type[BaseSettings]) -> dict[str, Any]:
-    return {name.upper(): f.default for name, f in settings.model_fields.items()}
+    return {prefixed(name): f.default for name, f in settings.model_fields.items()}
 
 
 @pytest.mark.parametrize(
@@ -65,17 +66,17 @@ def test_compose_passes_every_setting_through_without_a_value(
 
 def test_env_example_sets_no_setting() -> None:
     every = fields(ApiSettings) | fields(WorkerSettings)
-    assert set(read_env_file()) & every == {"API_KEYS"}  # a secret, not a default
+    assert set(read_env_file()) & every == {"DIGITS_API_KEYS"}  # a secret, not a default
     # ... but names the common overrides, commented out, so they are discoverable.
-    assert "# REVIEW_THRESHOLD=" in ENV_EXAMPLE.read_text()
+    assert "# DIGITS_REVIEW_THRESHOLD=" in ENV_EXAMPLE.read_text()
 
 
 def test_k8s_configmap_holds_wiring_only() -> None:
     config = yaml.safe_load((DEPLOY / "k8s" / "config.yaml").read_text())
     assert set(config["data"]) <= set(WIRING)
     assert (
-        config["data"]["MODELS_DIR"]
-        == compose_raw()["services"]["worker"]["environment"]["MODELS_DIR"]
+        config["data"]["DIGITS_MODELS_DIR"]
+        == compose_raw()["services"]["worker"]["environment"]["DIGITS_MODELS_DIR"]
     )
 
 
@@ -130,7 +131,9 @@ def readme_defaults() -> dict[str, str]:
 def test_readme_documents_the_code_defaults() -> None:
     code = {**defaults(ApiSettings), **defaults(WorkerSettings)}
     documented = readme_defaults()
-    assert {"REVIEW_THRESHOLD", "RESULT_TTL_S", "MAX_BATCH_SIZE"} <= set(documented)
+    assert {"DIGITS_REVIEW_THRESHOLD", "DIGITS_RESULT_TTL_S", "DIGITS_MAX_BATCH_SIZE"} <= set(
+        documented
+    )
     checked = 0
     for name, text in documented.items():
         number = re.fullmatch(r"([0-9][0-9,]*(?:\.[0-9]+)?)(?: \(.*\))?", text)

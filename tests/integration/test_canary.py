@@ -59,19 +59,21 @@ def stack(models: Path) -> Iterator[Canary]:
     port, metrics_port = free_port(), free_port()
     prometheus = PrometheusServer(port, metrics_port)
     # every answer flagged (threshold 1.0), so each version gets reviews quickly
-    env = {"MODELS_DIR": str(models), "REVIEW_THRESHOLD": "1.0"}
+    env = {"DIGITS_MODELS_DIR": str(models), "DIGITS_REVIEW_THRESHOLD": "1.0"}
     worker = start_worker(
         server.url,
         name="canary-worker",
-        WORKER_CONCURRENCY="2",
-        CANARY_SHARE="0.5",
-        WORKER_METRICS_PORT=str(metrics_port),
+        DIGITS_WORKER_CONCURRENCY="2",
+        DIGITS_CANARY_SHARE="0.5",
+        DIGITS_WORKER_METRICS_PORT=str(metrics_port),
         **env,
     )
     api = None
     try:
         wait_for_workers(server.url, count=2)
-        api = start_api(server.url, port, name="canary-api", PROMETHEUS_URL=prometheus.url, **env)
+        api = start_api(
+            server.url, port, name="canary-api", DIGITS_PROMETHEUS_URL=prometheus.url, **env
+        )
         yield Canary(f"http://127.0.0.1:{port}", server.url, prometheus)
     finally:
         if api is not None:

@@ -61,8 +61,8 @@ def models(tmp_path: Path) -> Path:
 @pytest.fixture()
 def stack(models: Path) -> Iterator[str]:
     server = RedisServer()
-    env = {"MODELS_DIR": str(models), "MODEL_RELOAD_INTERVAL_S": "0.2"}
-    worker = start_worker(server.url, name="reload-worker", WORKER_CONCURRENCY="2", **env)
+    env = {"DIGITS_MODELS_DIR": str(models), "DIGITS_MODEL_RELOAD_INTERVAL_S": "0.2"}
+    worker = start_worker(server.url, name="reload-worker", DIGITS_WORKER_CONCURRENCY="2", **env)
     api = None
     try:
         wait_for_workers(server.url, count=2)

@@ -65,7 +65,7 @@ def test_a_binding_made_before_digests_were_stored_still_answers(client, redis_s
 
 def test_keys_are_scoped_per_api_key(redis_server, worker):
     port = free_port()
-    api = start_api(redis_server.url, port, name="api-keys", API_KEYS="alice-key,bob-key")
+    api = start_api(redis_server.url, port, name="api-keys", DIGITS_API_KEYS="alice-key,bob-key")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             alice = {"X-API-Key": "alice-key"}

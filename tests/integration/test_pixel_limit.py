@@ -1,4 +1,4 @@
-"""`MAX_IMAGE_PIXELS` is the real limit: Pillow's own guard follows it in the API process."""
+"""`DIGITS_MAX_IMAGE_PIXELS` is the real limit: Pillow's own guard follows it in the API process."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ def test_30_mpx_is_refused_at_the_default_limit(client):
     assert response.status_code == 413, response.text
     error = response.json()["error"]
     assert error["code"] == "too_large"
-    assert "25,000,000 pixels (MAX_IMAGE_PIXELS)" in error["message"]
+    assert "25,000,000 pixels (DIGITS_MAX_IMAGE_PIXELS)" in error["message"]
 
 
 def test_30_mpx_is_read_when_max_image_pixels_allows_it(redis_server, worker):
     port = free_port()
-    api = start_api(redis_server.url, port, name="api-100mpx", MAX_IMAGE_PIXELS="100000000")
+    api = start_api(redis_server.url, port, name="api-100mpx", DIGITS_MAX_IMAGE_PIXELS="100000000")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             response = _post(http)

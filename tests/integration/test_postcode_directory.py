@@ -1,6 +1,6 @@
 """Postal codes read against a directory of valid codes, end to end.
 
-Its own throw-away redis-server, a real worker started with `POSTCODE_DIRECTORY` (workers
+Its own throw-away redis-server, a real worker started with `DIGITS_POSTCODE_DIRECTORY` (workers
 read their settings from the environment) and a real API: the session's stack has no
 directory, and two workers on one Redis would share the queues.
 """
@@ -87,7 +87,7 @@ def directory_file(tmp_path_factory, codes) -> Path:
 def directory_client(directory_file) -> Iterator[httpx.Client]:
     server = RedisServer()
     worker = start_worker(
-        server.url, name="directory-worker", POSTCODE_DIRECTORY=str(directory_file)
+        server.url, name="directory-worker", DIGITS_POSTCODE_DIRECTORY=str(directory_file)
     )
     try:
         try:
@@ -153,7 +153,7 @@ def test_a_bad_directory_stops_the_worker_at_start_up(tmp_path):
     bad = tmp_path / "codes.txt"
     bad.write_text("90210\n9021O\n")
     worker = start_worker(
-        "redis://127.0.0.1:1/0", name="bad-directory-worker", POSTCODE_DIRECTORY=str(bad)
+        "redis://127.0.0.1:1/0", name="bad-directory-worker", DIGITS_POSTCODE_DIRECTORY=str(bad)
     )
     try:
         wait_until(lambda: not worker.alive(), 30, "the worker to refuse to start")

@@ -204,7 +204,7 @@ def test_api_key_is_required_on_v2_models_when_configured(redis_server, worker):
     from harness.processes import free_port, start_api
 
     port = free_port()
-    api = start_api(redis_server.url, port, name="v2-keyed-api", API_KEYS="k1")
+    api = start_api(redis_server.url, port, name="v2-keyed-api", DIGITS_API_KEYS="k1")
     try:
         url = f"127.0.0.1:{port}"
         client = triton.InferenceServerClient(url, network_timeout=15)

@@ -33,18 +33,18 @@ def stack() -> Iterator[Stack]:
     worker = start_worker(
         redis_server.url,
         name="obs-worker",
-        WORKER_CONCURRENCY="2",
-        WORKER_METRICS_PORT=str(metrics_port),
+        DIGITS_WORKER_CONCURRENCY="2",
+        DIGITS_WORKER_METRICS_PORT=str(metrics_port),
     )
     multiproc = fresh_dir(OUTPUT / "prometheus" / str(port))
     api = start_api(
         redis_server.url,
         port,
         name="obs-api",
-        API_WORKERS="2",
+        DIGITS_API_WORKERS="2",
         PROMETHEUS_MULTIPROC_DIR=str(multiproc),
-        PROMETHEUS_URL=prometheus.url,
-        LOG_LEVEL="INFO",
+        DIGITS_PROMETHEUS_URL=prometheus.url,
+        DIGITS_LOG_LEVEL="INFO",
     )
     running = Stack(
         redis_server,

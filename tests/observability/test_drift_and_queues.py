@@ -66,9 +66,9 @@ def test_queue_age_then_drift_state_changes_with_a_skewed_mix(mnist_test, tmp_pa
         redis_server.url,
         port,
         name="obs-drift-api",
-        DRIFT_MIN_SAMPLES="200",
-        PROMETHEUS_URL=prometheus.url,
-        MODELS_DIR=str(no_models),
+        DIGITS_DRIFT_MIN_SAMPLES="200",
+        DIGITS_PROMETHEUS_URL=prometheus.url,
+        DIGITS_MODELS_DIR=str(no_models),
     )
     worker = None
     try:
@@ -87,7 +87,7 @@ def test_queue_age_then_drift_state_changes_with_a_skewed_mix(mnist_test, tmp_pa
         assert _drift(client)["state"] == "insufficient_data"
 
         worker = start_worker(
-            redis_server.url, name="obs-drift-worker", WORKER_METRICS_PORT=str(metrics_port)
+            redis_server.url, name="obs-drift-worker", DIGITS_WORKER_METRICS_PORT=str(metrics_port)
         )
         wait_for_workers(redis_server.url)
         wait_until(prometheus.targets_up, 30, "Prometheus scraping the API and the worker")

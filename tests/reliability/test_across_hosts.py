@@ -79,13 +79,18 @@ def start_cluster(hosts: netns.Hosts, tmp: Path) -> Cluster:
     redis_argv += ["no", "--save", "", "--appendonly", "no", "--dir", str(data)]
     hosts.run("redis", f"{tag}-redis", redis_argv, {})
     redis_url = f"redis://{hosts.address('redis', 'back')}:6379/0"
-    common = {"REDIS_URL": redis_url, "LOG_LEVEL": "INFO"}
+    common = {"DIGITS_REDIS_URL": redis_url, "DIGITS_LOG_LEVEL": "INFO"}
     for worker in ("w1", "w2"):
-        env = {**common, "WORKER_CONCURRENCY": "2", "HEARTBEAT_INTERVAL_S": "0.5"}
+        env = {**common, "DIGITS_WORKER_CONCURRENCY": "2", "DIGITS_HEARTBEAT_INTERVAL_S": "0.5"}
         hosts.python(worker, f"{tag}-{worker}-worker", "workers", env)
     for api in ("a1", "a2"):
-        env = {**common, "API_HOST": "0.0.0.0", "API_PORT": str(API_PORT), "API_WORKERS": "1"}
-        hosts.python(api, f"{tag}-{api}-api", "api", {**env, "SWEEP_INTERVAL_S": "0.5"})
+        env = {
+            **common,
+            "DIGITS_API_HOST": "0.0.0.0",
+            "DIGITS_API_PORT": str(API_PORT),
+            "DIGITS_API_WORKERS": "1",
+        }
+        hosts.python(api, f"{tag}-{api}-api", "api", {**env, "DIGITS_SWEEP_INTERVAL_S": "0.5"})
     replicas = " ".join(f"server {hosts.address(a, 'front')}:{API_PORT};" for a in ("a1", "a2"))
     site = nginx_site(
         tmp,

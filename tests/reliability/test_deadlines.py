@@ -69,7 +69,7 @@ def _send_while_frozen(stack, path: str, body: bytes, frozen_s: float):
 
 @pytest.fixture()
 def stack(make_stack):
-    stack = make_stack(SHED_AFTER_S="0.3")
+    stack = make_stack(DIGITS_SHED_AFTER_S="0.3")
     stack.add_worker()
     with stack.http() as http:  # warm: the model is loaded, the connection pools are open
         wait_until(lambda: http.get("/readyz").status_code == 200, 30, "readiness")
@@ -100,9 +100,9 @@ def test_bulk_submissions_are_not_shed_by_the_sync_rule(stack, digits):
 
 
 def test_the_deadline_counts_from_arrival_so_a_late_read_is_not_answered_late(make_stack, digits):
-    """Shedding off (SHED_AFTER_S=60): the request is read 1.9 s after it arrived, so only
+    """Shedding off (DIGITS_SHED_AFTER_S=60): the request is read 1.9 s after it arrived, so only
     ~0.1 s of its 2 s is left, which no batch turns around in with the worker frozen."""
-    stack = make_stack(SHED_AFTER_S="60")
+    stack = make_stack(DIGITS_SHED_AFTER_S="60")
     worker = stack.add_worker()
     with stack.http() as http:
         wait_until(lambda: http.get("/readyz").status_code == 200, 30, "readiness")
@@ -136,7 +136,7 @@ def test_a_queue_refusal_is_given_by_the_protocol_and_keeps_the_connection(make_
     answer on its cached view ("expected queue wait ... exceeds the budget") is written by
     the HTTP protocol before the request becomes ASGI work, and a keep-alive client keeps
     its connection (no new handshake per refused request)."""
-    stack = make_stack(SYNC_BUDGET_S="0.2")
+    stack = make_stack(DIGITS_SYNC_BUDGET_S="0.2")
     worker = stack.add_worker()
     body = batch_body(digits[0][:1])
     one = orjson.dumps(body)

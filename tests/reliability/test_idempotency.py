@@ -14,10 +14,10 @@ pytestmark = pytest.mark.integration
 
 def test_a_retry_after_a_503_during_a_redis_stall_never_gets_a_phantom_job(make_stack, digits):
     # The stall: Redis stopped while a keyed submission is in flight. The API gives up after
-    # REDIS_TIMEOUT_S (503); Redis, once resumed, still runs the command it had received.
+    # DIGITS_REDIS_TIMEOUT_S (503); Redis, once resumed, still runs the command it had received.
     # Before the fix that command was the key's SET NX alone: the retry got a 202 with the
     # id of a job never stored (404 forever).
-    stack = make_stack(SWEEP_QUEUED_GRACE_S="1", SWEEP_INTERVAL_S="0.5")
+    stack = make_stack(DIGITS_SWEEP_QUEUED_GRACE_S="1", DIGITS_SWEEP_INTERVAL_S="0.5")
     stack.add_worker()
     redis_process = stack.redis.process
     body = batch_body(digits[0][:2])

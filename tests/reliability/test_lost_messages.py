@@ -61,8 +61,8 @@ def held(store, ids: list[str], holder: str) -> list[str]:
 
 
 def test_a_message_popped_and_lost_is_resent_while_the_backlog_waits(make_stack, digits):
-    stack = make_stack(SWEEP_INTERVAL_S="0.5")
-    worker = stack.add_worker(WORKER_CONCURRENCY="1")
+    stack = make_stack(DIGITS_SWEEP_INTERVAL_S="0.5")
+    worker = stack.add_worker(DIGITS_WORKER_CONCURRENCY="1")
     store = stack.redis.client()
     holder = f"{os.uname().nodename}:{worker.pid}"
     stopped = stop_pool(worker)
@@ -93,8 +93,8 @@ def test_a_message_popped_and_lost_is_resent_while_the_backlog_waits(make_stack,
 
 
 def test_messages_held_by_a_killed_worker_are_resent_in_seconds_not_minutes(make_stack, digits):
-    stack = make_stack(SWEEP_INTERVAL_S="0.5")
-    victim = stack.add_worker(WORKER_CONCURRENCY="2")  # VISIBILITY_TIMEOUT_S: 300 s
+    stack = make_stack(DIGITS_SWEEP_INTERVAL_S="0.5")
+    victim = stack.add_worker(DIGITS_WORKER_CONCURRENCY="2")  # DIGITS_VISIBILITY_TIMEOUT_S: 300 s
     store = stack.redis.client()
     holder = f"{os.uname().nodename}:{victim.pid}"
     stop_pool(victim)
@@ -119,7 +119,7 @@ def test_messages_held_by_a_killed_worker_are_resent_in_seconds_not_minutes(make
     # The dead worker's copies are gone: nothing is restored after the visibility timeout.
     assert store.hlen(UNACKED_KEY) == 0
     assert recovered_s < 15, recovered_s
-    stack.add_worker(wait=False, WORKER_CONCURRENCY="1")
+    stack.add_worker(wait=False, DIGITS_WORKER_CONCURRENCY="1")
     wait_until(lambda: set(job_ids_by_status(store, ids)) == {"done"}, 60, "every job done", 0.2)
     wait_until(lambda: store.hlen(UNACKED_KEY) == 0, 10, "every message acknowledged")
     assert all(attempts(store, i) == 1 for i in set(ids) - set(victim_holds))

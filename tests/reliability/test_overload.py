@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_backlog_beyond_the_deadline_is_refused_with_503(make_stack, digits):
-    stack = make_stack(SYNC_BUDGET_S="0.2")
+    stack = make_stack(DIGITS_SYNC_BUDGET_S="0.2")
     worker = stack.add_worker()
     one = batch_body(digits[0][:1])
     with stack.http() as http:
@@ -68,7 +68,7 @@ def test_idempotency_key_returns_the_same_job(client, digits):
 
 
 def test_api_keys_guard_v1_but_not_health(make_stack, digits):
-    stack = make_stack(API_KEYS="k-one,k-two")
+    stack = make_stack(DIGITS_API_KEYS="k-one,k-two")
     stack.add_worker()
     body = batch_body(digits[0][:1])
     with httpx.Client(base_url=stack.url, timeout=10) as http:

@@ -27,7 +27,7 @@ def job_keys(client) -> list[bytes]:
 
 
 def test_sync_answers_leave_nothing_beyond_their_short_ttl(make_stack, digits):
-    stack = make_stack(SYNC_RESULT_TTL_S=str(SYNC_TTL_S))
+    stack = make_stack(DIGITS_SYNC_RESULT_TTL_S=str(SYNC_TTL_S))
     worker = stack.add_worker()
     store = stack.redis.client()
     candidates = [batch_body(digits[0][i : i + 1]) for i in range(64)]
@@ -54,7 +54,7 @@ def test_sync_answers_leave_nothing_beyond_their_short_ttl(make_stack, digits):
 
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(post, range(requests)))
-        # On a busy machine a few may be refused (503) or answered 202 (kept RESULT_TTL_S).
+        # On a busy machine a few may be refused (503) or answered 202 (kept DIGITS_RESULT_TTL_S).
         codes = [a.status_code for a in answers]
         assert codes.count(200) >= 0.9 * requests, codes
         assert set(codes) <= {200, 202, 503}, codes
@@ -67,7 +67,7 @@ def test_sync_answers_leave_nothing_beyond_their_short_ttl(make_stack, digits):
         usages = [store.memory_usage(key, samples=0) for key in sample]
         live = [u for u in usages if u]
         ttls = [t for t in (store.ttl(key) for key in sample) if t >= 0]
-        assert max(ttls, default=0) <= SYNC_TTL_S, ttls  # not RESULT_TTL_S (24 h)
+        assert max(ttls, default=0) <= SYNC_TTL_S, ttls  # not DIGITS_RESULT_TTL_S (24 h)
         assert all(store.hget(key, "input") is None for key in sample)  # inputs deleted
 
         # After the short TTL: no job key left, the key count and memory back to baseline.
@@ -80,7 +80,7 @@ def test_sync_answers_leave_nothing_beyond_their_short_ttl(make_stack, digits):
         # (Allocator and connection buffers keep some tens of KB; kept 24 h, all would stay.)
         assert after_memory - baseline_memory < 0.5 * (peak_memory - baseline_memory)
 
-        # Other kinds keep RESULT_TTL_S: bulk jobs, wait=0 and a sync request answered 202.
+        # Other kinds keep DIGITS_RESULT_TTL_S: bulk jobs, wait=0 and a sync request answered 202.
         bulk = http.post("/v1/jobs", json=one[0]).json()["id"]
         later = http.post("/v1/predict?wait=0", json=one[1]).json()["id"]
         worker.signal(signal.SIGSTOP)
@@ -155,12 +155,12 @@ def test_a_full_redis_is_a_fast_503_and_the_worker_survives(make_stack, digits):
 
 
 def test_an_unattended_review_queue_stops_at_max_pending_reviews(make_stack):
-    """Flagged images are kept for a person RESULT_TTL_S (24 h), with their jobs: left alone
+    """Flagged images are kept for a person DIGITS_RESULT_TTL_S (24 h), with their jobs: left alone
     at 25 % flagged and 100 req/s that was ≈ 5 GB a day (`python -m bench.soak` found it).
-    Past MAX_PENDING_REVIEWS the answers still say `needs_review`; nothing more is queued,
+    Past DIGITS_MAX_PENDING_REVIEWS the answers still say `needs_review`; nothing more is queued,
     and those jobs keep only the sync answer's short retention."""
-    stack = make_stack(SYNC_RESULT_TTL_S=str(SYNC_TTL_S))
-    stack.add_worker(MAX_PENDING_REVIEWS="3")
+    stack = make_stack(DIGITS_SYNC_RESULT_TTL_S=str(SYNC_TTL_S))
+    stack.add_worker(DIGITS_MAX_PENDING_REVIEWS="3")
     store = stack.redis.client()
     blank = {"images": [[[0] * 28] * 28]}  # no ink: always flagged (no_digit_found)
     with stack.http() as http:

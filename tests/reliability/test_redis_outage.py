@@ -52,7 +52,7 @@ def test_redis_outage_fails_fast_and_recovers_with_queued_jobs(make_stack, digit
 
 
 def test_expired_results_answer_404(make_stack, digits):
-    stack = make_stack(RESULT_TTL_S="2")
+    stack = make_stack(DIGITS_RESULT_TTL_S="2")
     stack.add_worker()
     with stack.http() as http:
         job = http.post("/v1/jobs", json=batch_body(digits[0][:1])).json()
@@ -94,7 +94,7 @@ def test_observability_endpoints_answer_fast_with_redis_stalled(make_stack):
 def test_with_redis_stalled_concurrent_sync_requests_are_refused_within_one_timeout(
     make_stack, digits
 ):
-    """The first batch to find Redis stalled waits out REDIS_TIMEOUT_S (0.4 s); the ones
+    """The first batch to find Redis stalled waits out DIGITS_REDIS_TIMEOUT_S (0.4 s); the ones
     that queued up behind it, and those arriving in the next UNAVAILABLE_HOLD_S, are refused
     at once instead of each trying again (measured before: 0.9 s, two timeouts in a row)."""
     stack = make_stack()
@@ -117,7 +117,7 @@ def test_with_redis_stalled_concurrent_sync_requests_are_refused_within_one_time
         stack.redis.process.signal(signal.SIGCONT)
     assert {status for status, _ in outcomes} == {503}
     slowest = max(elapsed for _, elapsed in outcomes)
-    # ≈ one REDIS_TIMEOUT_S on a quiet machine (measured 0.41 s); bounded loosely, since
+    # ≈ one DIGITS_REDIS_TIMEOUT_S on a quiet machine (measured 0.41 s); bounded loosely, since
     # a loaded box stretches every client's own time too. The tries below are the proof.
     assert slowest < 1.5, f"slowest refusal {slowest:.3f}s"
     # The hold: far fewer tries of Redis than refusals (each try logs "enqueue failed").

@@ -77,7 +77,7 @@ def test_a_silent_subscription_is_replaced_and_sync_answers_come_fast_again(make
     proxy = FreezingProxy(stack.redis.port)
     try:
         stack.api.stop()
-        stack.start_api(REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
+        stack.start_api(DIGITS_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
         one = batch_body(digits[0][:1])
         with stack.http() as http:
             wait_until(lambda: http.get("/readyz").status_code == 200, 30, "readiness")

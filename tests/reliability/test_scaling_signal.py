@@ -22,7 +22,7 @@ def queued_images(stack) -> dict[str, float]:
 
 
 def test_queued_images_follow_the_jobs_not_the_messages(make_stack, digits):
-    stack = make_stack(SWEEP_INTERVAL_S="0.5")
+    stack = make_stack(DIGITS_SWEEP_INTERVAL_S="0.5")
     store = stack.redis.client()
     with stack.http() as http:
         # No worker: one 24-image job and 24 one-image jobs are the same work.

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def test_sigterm_to_a_busy_worker_loses_nothing(make_stack, digits):
     stack = make_stack()
-    first = stack.add_worker(WORKER_CONCURRENCY="2")
+    first = stack.add_worker(DIGITS_WORKER_CONCURRENCY="2")
     with stack.http() as http:
         ids = [
             http.post("/v1/jobs", json=batch_body(digits[0][:256])).json()["id"] for _ in range(80)
@@ -26,7 +26,7 @@ def test_sigterm_to_a_busy_worker_loses_nothing(make_stack, digits):
     first.terminate()
     # Warm shutdown: the batch in hand is finished, the rest goes back to the queue.
     assert first.proc.wait(25) is not None
-    stack.add_worker(WORKER_CONCURRENCY="2")
+    stack.add_worker(DIGITS_WORKER_CONCURRENCY="2")
     wait_until(lambda: set(job_ids_by_status(store, ids)) == {"done"}, 30, "all jobs done", 0.2)
 
 

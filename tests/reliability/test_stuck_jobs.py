@@ -18,14 +18,14 @@ from tests.reliability.test_worker_loss import running_on, submit_with_backlog
 pytestmark = pytest.mark.integration
 
 FINAL = {"done", "failed", "reviewed"}
-LIMITS = {"TASK_SOFT_TIME_LIMIT_S": "4", "TASK_TIME_LIMIT_S": "5"}
+LIMITS = {"DIGITS_TASK_SOFT_TIME_LIMIT_S": "4", "DIGITS_TASK_TIME_LIMIT_S": "5"}
 """Short limits for API and worker alike: the sweeper's `running` limit is then 5 + 3 s."""
 
 
 def test_a_job_running_on_a_live_worker_past_the_time_limit_is_resent(make_stack, digits):
     # The state a result write that gave up leaves (or any message acknowledged without a
     # result): `running`, on a worker that is alive and heartbeating, and no message anywhere.
-    stack = make_stack(SWEEP_INTERVAL_S="0.5")  # TASK_TIME_LIMIT_S: the default 25 s
+    stack = make_stack(DIGITS_SWEEP_INTERVAL_S="0.5")  # DIGITS_TASK_TIME_LIMIT_S: the default 25 s
     store = stack.redis.client()
     with stack.http() as http:
         job_id = http.post("/v1/jobs", json=batch_body(digits[0][:3])).json()["id"]  # no worker
@@ -70,9 +70,12 @@ def stop_pool_mid_batch(store, ids: list[str], pool_pid: int) -> str:
 @pytest.mark.slow
 def test_a_result_write_that_gives_up_does_not_leave_the_job_running(make_stack, digits):
     aof = ("--appendonly", "yes", "--appendfsync", "always")
-    stack = make_stack(*aof, SWEEP_INTERVAL_S="0.5", **LIMITS)
+    stack = make_stack(*aof, DIGITS_SWEEP_INTERVAL_S="0.5", **LIMITS)
     worker = stack.add_worker(
-        WORKER_CONCURRENCY="1", RESULT_WRITE_RETRY_S="1", WORKER_REDIS_TIMEOUT_S="1", **LIMITS
+        DIGITS_WORKER_CONCURRENCY="1",
+        DIGITS_RESULT_WRITE_RETRY_S="1",
+        DIGITS_WORKER_REDIS_TIMEOUT_S="1",
+        **LIMITS,
     )
     store = stack.redis.client()
     ids = submit_with_backlog(stack, worker, digits[0][:256], 40)
@@ -80,7 +83,7 @@ def test_a_result_write_that_gives_up_does_not_leave_the_job_running(make_stack,
     victim = stop_pool_mid_batch(store, ids, pool_pid)
 
     # Redis goes away while the batch's answer is computed: the write retries for
-    # RESULT_WRITE_RETRY_S (1 s), then gives up and the task fails (Celery acknowledges it).
+    # DIGITS_RESULT_WRITE_RETRY_S (1 s), then gives up and the task fails (Celery acknowledges it).
     port = stack.redis.port
     stack.redis.process.signal(signal.SIGKILL)
     stack.redis.process.proc.wait(5)
@@ -111,9 +114,11 @@ def test_a_result_write_that_gives_up_does_not_leave_the_job_running(make_stack,
 
 @pytest.mark.slow
 def test_a_batch_past_its_soft_time_limit_ends_explicitly(make_stack, digits):
-    limits = {"TASK_SOFT_TIME_LIMIT_S": "2", "TASK_TIME_LIMIT_S": "30"}
-    stack = make_stack(SWEEP_INTERVAL_S="0.5", **limits)
-    worker = stack.add_worker(WORKER_CONCURRENCY="1", RESULT_WRITE_RETRY_S="1", **limits)
+    limits = {"DIGITS_TASK_SOFT_TIME_LIMIT_S": "2", "DIGITS_TASK_TIME_LIMIT_S": "30"}
+    stack = make_stack(DIGITS_SWEEP_INTERVAL_S="0.5", **limits)
+    worker = stack.add_worker(
+        DIGITS_WORKER_CONCURRENCY="1", DIGITS_RESULT_WRITE_RETRY_S="1", **limits
+    )
     store = stack.redis.client()
     ids = submit_with_backlog(stack, worker, digits[0][:256], 40)
     pool_pid = next(pid for pid in group_pids(worker.pid) if pid != worker.pid)

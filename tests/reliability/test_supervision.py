@@ -68,16 +68,17 @@ def run_sh() -> Iterator[RunSh]:
     port, flower = free_port(), free_port()
     run_dir = LOG_DIR.parent / f"run-sh-{port}"
     env = {
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # none there: run.sh starts its own
+        # No Redis there: run.sh starts its own.
+        "DIGITS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "REDIS_MAXMEMORY": "256mb",
-        "API_PORT": str(port),
-        "API_WORKERS": "2",
+        "DIGITS_API_PORT": str(port),
+        "DIGITS_API_WORKERS": "2",
         "FLOWER_PORT": str(flower),
         "PROMETHEUS_PORT": str(free_port()),  # its own Prometheus, never the machine's 9090
-        "WORKER_METRICS_PORT": str(free_port()),
-        "WORKER_CONCURRENCY": "1",
-        "HEARTBEAT_INTERVAL_S": "0.5",
-        "SYNC_WAIT_MAX_S": "30",
+        "DIGITS_WORKER_METRICS_PORT": str(free_port()),
+        "DIGITS_WORKER_CONCURRENCY": "1",
+        "DIGITS_HEARTBEAT_INTERVAL_S": "0.5",
+        "DIGITS_SYNC_WAIT_MAX_S": "30",
         "RUN_DIR": str(run_dir),
         "RESTART_MAX_DELAY_S": "2",
     }
@@ -157,15 +158,15 @@ def _ignore_errors(url: str, body: dict) -> None:
 
 
 def test_a_taken_port_is_a_clear_failure_before_anything_starts(tmp_path):
-    """On a shared host another service's API_PORT used to answer run.sh's readiness probe:
+    """On a shared host another service's DIGITS_API_PORT used to answer run.sh's readiness probe:
     the success banner, then this API exited (issue 17)."""
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         env = {
             **os.environ,
-            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "API_PORT": str(port),
-            "WORKER_METRICS_PORT": str(free_port()),
+            "DIGITS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "DIGITS_API_PORT": str(port),
+            "DIGITS_WORKER_METRICS_PORT": str(free_port()),
             "PROMETHEUS_PORT": str(free_port()),
             "FLOWER": "0",
             "RUN_DIR": str(tmp_path),
@@ -174,7 +175,7 @@ def test_a_taken_port_is_a_clear_failure_before_anything_starts(tmp_path):
             [str(ROOT / "scripts" / "run.sh")], env=env, capture_output=True, text=True, timeout=60
         )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"port {port} is taken (API_PORT)" in result.stderr
+    assert f"port {port} is taken (DIGITS_API_PORT)" in result.stderr
     assert "API        http" not in result.stdout  # no banner
     assert (
         not (tmp_path / "log" / "api.log").exists()
@@ -190,9 +191,9 @@ def test_a_namespace_another_stack_serves_is_a_clear_failure(tmp_path):
         server.client().zadd(WORKER_HEARTBEAT_KEY, {"elsewhere:1": time.time()})  # live there
         env = {
             **os.environ,
-            "REDIS_URL": server.url,
-            "API_PORT": str(free_port()),
-            "WORKER_METRICS_PORT": str(free_port()),
+            "DIGITS_REDIS_URL": server.url,
+            "DIGITS_API_PORT": str(free_port()),
+            "DIGITS_WORKER_METRICS_PORT": str(free_port()),
             "PROMETHEUS_PORT": str(free_port()),
             "FLOWER": "0",
             "RUN_DIR": str(tmp_path),

@@ -44,13 +44,13 @@ def running_on(redis_client, ids: list[str], pids: list[int]) -> bool:
 
 def test_sigkill_of_a_whole_worker_mid_batch_loses_nothing(make_stack, digits):
     stack = make_stack()
-    victim = stack.add_worker(WORKER_CONCURRENCY="1")
+    victim = stack.add_worker(DIGITS_WORKER_CONCURRENCY="1")
     ids = submit_with_backlog(stack, victim, digits[0][:256], 120)
     store = stack.redis.client()
     wait_until(lambda: running_on(store, ids, group_pids(victim.pid)), 30, "a batch in flight")
     victim.signal(signal.SIGKILL)  # main process and pool: nothing gets to clean up
     killed_at = time.monotonic()
-    stack.add_worker(wait=False, WORKER_CONCURRENCY="1")  # the restarted replacement
+    stack.add_worker(wait=False, DIGITS_WORKER_CONCURRENCY="1")  # the restarted replacement
 
     def all_done():
         groups = job_ids_by_status(store, ids)
@@ -65,7 +65,7 @@ def test_sigkill_of_a_whole_worker_mid_batch_loses_nothing(make_stack, digits):
 
 def test_sigkill_of_a_pool_process_requeues_its_batch(make_stack, digits):
     stack = make_stack()
-    worker = stack.add_worker(WORKER_CONCURRENCY="2")
+    worker = stack.add_worker(DIGITS_WORKER_CONCURRENCY="2")
     ids = submit_with_backlog(stack, worker, digits[0][:256], 120)
     store = stack.redis.client()
     children = [pid for pid in group_pids(worker.pid) if pid != worker.pid]
