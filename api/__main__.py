@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from api.config import ApiSettings
-from api.shedding import DeadlineHttpProtocol
+from api.serving.shedding import DeadlineHttpProtocol
 from common.prom import use_multiprocess_dir
 
 ACCEPT_BACKLOG = 4096
@@ -27,7 +27,7 @@ def main() -> None:
         access_log=False,
         # NOTE: the kernel caps this at net.core.somaxconn. A full accept queue drops SYNs,
         # which clients resend only after 1 s: a hidden second of latency. Requests that
-        # waited in the queue are shed cheaply instead (api/shedding.py).
+        # waited in the queue are shed cheaply instead (api/serving/shedding.py).
         backlog=ACCEPT_BACKLOG,
         timeout_graceful_shutdown=10,
         log_level=settings.log_level.lower(),

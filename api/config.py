@@ -39,13 +39,13 @@ class ApiSettings(ServiceSettings):
     """Admission: sync requests are refused while this process's event loop runs this late."""
     shed_after_s: float = Field(0.25, gt=0.0)
     """A sync request whose bytes waited this long before this process could read them is
-    refused at once (503 `overloaded`, prebuilt in the HTTP protocol: api/shedding.py)."""
+    refused at once (503 `overloaded`, prebuilt in the HTTP protocol: api/serving/shedding.py)."""
     max_in_flight: int = Field(512, ge=1)
     """Admission: sync requests waiting at once in one API process; beyond, 503 at once."""
     max_bulk_messages: int = Field(20_000, ge=1)
     """Admission: bulk submissions are refused (503) while this many batches are queued."""
     sweep_interval_s: float = Field(2.0, gt=0.0)
-    """How often unfinished jobs are checked for a lost worker (see api/sweeper.py)."""
+    """How often unfinished jobs are checked for a lost worker (see api/recovery/sweeper.py)."""
     sweep_queued_grace_s: float = Field(10.0, gt=0.0)
     max_attempts: int = Field(3, ge=1)
     """Times a job is sent to a worker before it fails with `worker_lost`."""

@@ -14,8 +14,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.config import ApiSettings
 from api.errors import ApiError
-from api.jobs import JobStore
-from api.service import PredictionService
+from api.serving.jobs import JobStore
+from api.serving.service import PredictionService
 
 
 async def get_settings(request: Request) -> ApiSettings:

@@ -13,20 +13,20 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from api import observability
-from api.admission import Admission
 from api.config import ApiSettings
-from api.deadline import StampArrival
-from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
-from api.jobs import JobStore
-from api.metrics import count_shed
+from api.observability.metrics import count_shed
 from api.periodic import Loops
-from api.results import ResultListener
-from api.reviews import ReviewStore
+from api.recovery.sweeper import Sweeper, SweepPolicy
+from api.review.store import ReviewStore
 from api.routes import dashboard, docs, health, metrics, models, predict, reviews, v2
-from api.service import PredictionService
-from api.shedding import DeadlineHttpProtocol
-from api.sweeper import Sweeper, SweepPolicy
+from api.serving.admission import Admission
+from api.serving.deadline import StampArrival
+from api.serving.dispatch import Dispatcher
+from api.serving.jobs import JobStore
+from api.serving.results import ResultListener
+from api.serving.service import PredictionService
+from api.serving.shedding import DeadlineHttpProtocol
 from common.contract import JOB_IDS_HEADER, TASK_PREDICT
 from common.imaging import set_max_pixels
 from common.logs import configure_logging

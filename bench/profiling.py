@@ -16,13 +16,13 @@ from pathlib import Path
 API_CATEGORIES: dict[str, str] = {
     "HTTP server + FastAPI/Starlette stack": r"uvicorn/|httptools|starlette/|fastapi/",
     "  query-string parsing (QueryParams)": r"QueryParams\.__init__",
-    "request body -> images (decode+normalise)": r"api/inputs\.py",
+    "request body -> images (decode+normalise)": r"api/serving/inputs\.py",
     "  Pillow decode": r"common/imaging\.py.*\b(decode|_to_gray)\b|PIL/",
     "  normalise": r"\bnormalise \(",
     "Celery send_task (kombu publish, sender thread)": r"\bsend_task \(",
     "  kombu/json serialisation": r"kombu/serialization|json/encoder",
     "Redis client (redis-py, all)": r"redis/",
-    "job store (create/get)": r"api/jobs\.py",
+    "job store (create/get)": r"api/serving/jobs\.py",
     "Prometheus client (metrics)": r"prometheus_client",
     "logging": r"logging/|common/logs\.py",
 }

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_SIDE = 28
+from common.contract import IMAGE_SIDE
+
 DIGIT_BOX = 20
 DEFAULT_MAX_PIXELS = 25_000_000
 """The default of `DIGITS_MAX_IMAGE_PIXELS` (written here only; `api.config` reads it): larger
@@ -75,7 +76,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 class ImageError(ValueError):
     """A client-side problem with an image; `code` is stable and machine-readable.
 
-    HTTP mapping (api/inputs.py): unsupported_format -> 415, too_large -> 413, empty -> 400,
+    HTTP mapping (api/serving/inputs.py): unsupported_format -> 415, too_large -> 413, empty -> 400,
     undecodable / bad_array -> 422 (the request was well-formed, its content is not).
     """
 

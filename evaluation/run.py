@@ -82,10 +82,10 @@ class OfflineReader:
         calibration). `threshold`: single digits. `postcode_threshold` and `directory` (a
         `PostcodeDirectory`, a path, or "" for none) default to the service's
         `DIGITS_POSTCODE_REVIEW_THRESHOLD` / `DIGITS_POSTCODE_DIRECTORY` from the environment."""
-        from workers.model import DigitModel, ModelInfo  # onnxruntime: only offline runs
+        from workers.model import DigitModel, ModelRef  # onnxruntime: only offline runs
 
         folder = Path(model_path).parent
-        self.model = DigitModel(ModelInfo(folder.parent.name, folder.name, folder))
+        self.model = DigitModel(ModelRef(folder.parent.name, folder.name, folder))
         self.threshold = threshold
         settings = ServiceSettings()
         self.postcode_threshold = (

@@ -17,7 +17,7 @@ from common.decoding import PostcodeDirectory
 from common.postcode import assemble, digits_to_review
 from common.reviews import review_id
 from workers.model import DigitModel
-from workers.results import Outcome, ResultWriter, ReviewItem, WriteReport
+from workers.results import Outcome, ResultWriter, ReviewRecord, WriteReport
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def predictions(probabilities: np.ndarray, blank: set[int], threshold: float) ->
 
 def review_items(
     job: JobSpec, outcome: Outcome, images: np.ndarray, threshold: float
-) -> list[ReviewItem]:
+) -> list[ReviewRecord]:
     """One review item per flagged image, pointing at its place in the job's answer."""
     if outcome.status != JobStatus.DONE:
         return []
@@ -102,7 +102,7 @@ def review_items(
             "reason": answer.get("reason", LOW_CONFIDENCE),
         }
         items.append(
-            ReviewItem(review_id(job.id, index), job_key(job.id), fields, images[index].tobytes())
+            ReviewRecord(review_id(job.id, index), job_key(job.id), fields, images[index].tobytes())
         )
     return items
 

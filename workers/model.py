@@ -21,7 +21,10 @@ from common.registry import resolve
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelRef:
+    """Which registry version a process serves, and where its files are (not the HTTP
+    schema `api.schemas.ModelInfo`, which describes a model to clients)."""
+
     name: str
     version: str
     path: Path
@@ -30,7 +33,7 @@ class ModelInfo:
 class DigitModel:
     """uint8 (N, 28, 28) white-on-black images -> (N, 10) float32 calibrated probabilities."""
 
-    def __init__(self, info: ModelInfo, threads: int = 1) -> None:
+    def __init__(self, info: ModelRef, threads: int = 1) -> None:
         import onnxruntime as ort  # imported here: only worker processes pay for it
 
         options = ort.SessionOptions()
@@ -47,7 +50,7 @@ class DigitModel:
     @classmethod
     def load(cls, models_dir: str | Path, name: str, version: str, threads: int = 1) -> DigitModel:
         path = resolve(Path(models_dir), name, version)
-        model = cls(ModelInfo(name=name, version=path.name, path=path), threads)
+        model = cls(ModelRef(name=name, version=path.name, path=path), threads)
         model.warm_up()
         return model
 

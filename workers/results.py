@@ -40,7 +40,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class ReviewItem:
+class ReviewRecord:
     review_id: str
     job_key: str
     fields: dict
@@ -129,7 +129,7 @@ class ResultWriter:
             except redis.RedisError as exc:
                 log.warning("could not report batch time: %s", exc)
 
-    def add_reviews(self, items: Sequence[ReviewItem]) -> tuple[int, int]:
+    def add_reviews(self, items: Sequence[ReviewRecord]) -> tuple[int, int]:
         """Queue flagged predictions for a person (idempotent: a re-run adds nothing), up to
         DIGITS_MAX_PENDING_REVIEWS pending; (added, not queued because the review queue was
         full)."""

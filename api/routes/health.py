@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from api.deps import ServiceDep, SettingsDep, StoreDep
 from api.errors import ApiError, json_response
-from api.jobs import JobStore
 from api.openapi import error_responses
 from api.schemas import Live, Ready
+from api.serving.jobs import JobStore
 
 router = APIRouter(tags=["health"])
 

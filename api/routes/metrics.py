@@ -8,10 +8,10 @@ from prometheus_client.core import GaugeMetricFamily
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from api import queue_stats
 from api.errors import json_response
-from api.metrics import multiprocess_dir
-from api.queue_stats import QueueState
+from api.observability import queue_stats
+from api.observability.metrics import multiprocess_dir
+from api.observability.queue_stats import QueueState
 from api.schemas import SloReport
 from common.prom import LiveCollector
 

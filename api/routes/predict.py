@@ -10,18 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.config import ApiSettings
-from api.deadline import arrived_at
 from api.deps import ServiceDep, SettingsDep, StoreDep, caller, require_api_key
 from api.errors import ApiError, json_response
-from api.inputs import (
-    OFFLOAD_BYTES,
-    OFFLOAD_IMAGES,
-    Prepared,
-    prepare_digits,
-    prepare_postcodes,
-    read_body,
-    read_items,
-)
 from api.openapi import (
     ACCEPTED_EXAMPLE,
     JOB_ERROR_RESPONSES,
@@ -30,6 +20,16 @@ from api.openapi import (
     prediction_responses,
 )
 from api.schemas import Accepted, JobView, PostcodeResult
+from api.serving.deadline import arrived_at
+from api.serving.inputs import (
+    OFFLOAD_BYTES,
+    OFFLOAD_IMAGES,
+    Prepared,
+    prepare_digits,
+    prepare_postcodes,
+    read_body,
+    read_items,
+)
 from common.contract import JobKind
 
 router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(require_api_key)])

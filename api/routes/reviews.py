@@ -11,7 +11,7 @@ from starlette.responses import Response
 from api.deps import require_api_key
 from api.errors import ApiError, json_response
 from api.openapi import error_responses
-from api.reviews import ReviewNotFound, ReviewStore
+from api.review.store import ReviewNotFound, ReviewStore
 from api.schemas import ReviewList, ReviewResolved
 from common.reviews import VERDICT_DIGIT
 

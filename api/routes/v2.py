@@ -2,7 +2,7 @@
 
 `infer` rides the very path of `POST /v1/predict`: the same admission (`admit_sync`), body
 limit, normalisation of encoded images, batcher, queue and 2 s deadline
-(`PredictionService.answer`); only the tensors in and out differ (`api.oip`). The protocol
+(`PredictionService.answer`); only the tensors in and out differ (`api.serving.oip`). The protocol
 has no "come back later": a request not answered within DIGITS_SYNC_WAIT_MAX_S is a 504 with the
 protocol's `{"error": "..."}`, never a late answer. Errors under /v2 take that shape
 (`api.errors.error_response`).
@@ -16,12 +16,10 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from api import catalog, oip
+from api import catalog
 from api.config import ApiSettings
-from api.deadline import arrived_at
 from api.deps import ServiceDep, SettingsDep, StoreDep, require_api_key
 from api.errors import ApiError, json_response
-from api.inputs import OFFLOAD_BYTES, OFFLOAD_IMAGES, Prepared, prepare_digits, read_body
 from api.openapi import error_responses, inline_schema
 from api.routes.health import ready_workers
 from api.schemas import (
@@ -34,6 +32,9 @@ from api.schemas import (
     V2Ready,
     V2ServerMetadata,
 )
+from api.serving import oip
+from api.serving.deadline import arrived_at
+from api.serving.inputs import OFFLOAD_BYTES, OFFLOAD_IMAGES, Prepared, prepare_digits, read_body
 from common.contract import JobStatus
 
 SERVER_NAME = "digits"

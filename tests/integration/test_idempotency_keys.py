@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.jobs import _idempotency_key
+from api.serving.jobs import _idempotency_key
 from harness.processes import free_port, start_api
 
 pytestmark = pytest.mark.integration

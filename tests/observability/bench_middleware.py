@@ -19,7 +19,7 @@ import timeit
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from api.metrics import HTTP_DURATION, HTTP_REQUESTS, MetricsMiddleware
+from api.observability.metrics import HTTP_DURATION, HTTP_REQUESTS, MetricsMiddleware
 
 app = FastAPI()
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from api.slo import DriftRule, drift, psi
+from api.observability.slo import DriftRule, drift, psi
 from workers.metrics import reference_of
 
 REFERENCE = [0.1] * 10

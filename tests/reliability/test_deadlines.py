@@ -1,5 +1,6 @@
 """A sync request's deadline counts from when its bytes reached the machine, not from when the
-API process got around to reading them (issue 18 item 3; api/shedding.py, api/deadline.py).
+API process got around to reading them (issue 18 item 3; api/serving/shedding.py and
+api/serving/deadline.py).
 
 The API process is frozen (SIGSTOP) with a request sitting unread in its socket: the wait no
 handler sees, made on purpose. A real worker and the real model answer whatever is admitted.

@@ -3,7 +3,7 @@ and with random inputs, so out-of-order or cross-request mistakes show.
 
 The process-level tests (tests/integration, tests/reliability) run the same classes against
 real Redis and real workers; these pin down the logic itself in milliseconds:
-- `api.dispatch.Dispatcher` coalesces concurrent requests into messages: every job in
+- `api.serving.dispatch.Dispatcher` coalesces concurrent requests into messages: every job in
   exactly one message, images in their job's order, a batch's failure reaching every
   request of that batch and no other, and the breaker after a failed enqueue;
 - `workers.inference.BatchRunner` splits a message back into answers: each job gets the
@@ -21,8 +21,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from api.dispatch import UNAVAILABLE_HOLD_S, Dispatcher
 from api.errors import ServiceUnavailable
+from api.serving.dispatch import UNAVAILABLE_HOLD_S, Dispatcher
 from common.contract import (
     QUEUE_BULK,
     QUEUE_INTERACTIVE,

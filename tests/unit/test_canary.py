@@ -18,7 +18,7 @@ from training.canary import (
     wilson,
 )
 from workers.inference import BatchRunner, canary_draw
-from workers.model import ModelInfo
+from workers.model import ModelRef
 
 
 def test_intervals_match_the_published_values() -> None:
@@ -68,7 +68,7 @@ def test_scores_per_version_with_no_digit_answers() -> None:
 
 
 def _model(version: str) -> SimpleNamespace:
-    return SimpleNamespace(info=ModelInfo("mnist_cnn", version, Path(".")))
+    return SimpleNamespace(info=ModelRef("mnist_cnn", version, Path(".")))
 
 
 def test_the_canary_takes_its_share_of_messages_and_keeps_each() -> None:

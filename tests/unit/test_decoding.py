@@ -103,7 +103,7 @@ def test_the_worker_model_applies_the_temperature_in_its_metadata(tmp_path: Path
     """DigitModel.predict = calibrate(predict_raw, T from metadata.json)."""
     pytest.importorskip("onnxruntime")
     from common.registry import resolve
-    from workers.model import DigitModel, ModelInfo
+    from workers.model import DigitModel, ModelRef
 
     source = resolve(Path("models"), "mnist_cnn", "production")
     folder = tmp_path / "mnist_cnn" / "7"
@@ -111,21 +111,21 @@ def test_the_worker_model_applies_the_temperature_in_its_metadata(tmp_path: Path
     (folder / "model.onnx").symlink_to(source.resolve() / "model.onnx")
     images = np.random.default_rng(2).integers(0, 256, (6, 28, 28), dtype=np.uint8)
 
-    plain = DigitModel(ModelInfo("mnist_cnn", "7", folder))  # no metadata.json: T = 1
+    plain = DigitModel(ModelRef("mnist_cnn", "7", folder))  # no metadata.json: T = 1
     assert plain.temperature == 1.0
     np.testing.assert_array_equal(plain.predict(images), plain.predict_raw(images))
 
     (folder / "metadata.json").write_text(
         json.dumps({"calibration": {"method": "temperature", "temperature": 2.5}})
     )
-    hot = DigitModel(ModelInfo("mnist_cnn", "7", folder))
+    hot = DigitModel(ModelRef("mnist_cnn", "7", folder))
     assert hot.temperature == 2.5
     raw = hot.predict_raw(images)
     np.testing.assert_allclose(hot.predict(images), calibrate(raw, 2.5), rtol=1e-6)
 
     (folder / "metadata.json").write_text(json.dumps({"calibration": {"method": "platt"}}))
     with pytest.raises(CalibrationError):
-        DigitModel(ModelInfo("mnist_cnn", "7", folder))
+        DigitModel(ModelRef("mnist_cnn", "7", folder))
 
 
 # --------------------------------------------------------------------------- directory

@@ -10,7 +10,7 @@ import numpy as np
 from common.contract import JobKind, JobSpec
 from common.decoding import PostcodeDirectory
 from workers.inference import BatchRunner, review_items
-from workers.model import ModelInfo
+from workers.model import ModelRef
 
 BOXES = [[10 * i, 0, 8, 12] for i in range(5)]
 
@@ -24,7 +24,7 @@ def probs(digits: str, tops: list[float]) -> np.ndarray:
 
 
 def runner(directory: PostcodeDirectory | None = None, code_threshold: float = 0.9) -> BatchRunner:
-    model = SimpleNamespace(info=ModelInfo("mnist_cnn", "9", Path(".")))
+    model = SimpleNamespace(info=ModelRef("mnist_cnn", "9", Path(".")))
     return BatchRunner(
         model,  # type: ignore[arg-type]
         writer=None,  # type: ignore[arg-type]

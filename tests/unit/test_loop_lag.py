@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from api.admission import Admission, Backlog, LoopLag
 from api.errors import ServiceUnavailable
+from api.serving.admission import Admission, Backlog, LoopLag
 
 
 async def _measure(load) -> LoopLag:

@@ -1,4 +1,4 @@
-"""The refusals the HTTP protocol gives from its own bytes (api/shedding.py) are exactly the
+"""The refusals the HTTP protocol gives from its own bytes (api/serving/shedding.py) are exactly the
 ones admission would give, decided on what is already known: no Redis round trip, no await.
 
 `PredictionService.refusal_now` is what the protocol asks for each sync request's headers;
@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from api.admission import Admission, Backlog
 from api.errors import ServiceUnavailable
-from api.service import PredictionService
+from api.serving.admission import Admission, Backlog
+from api.serving.service import PredictionService
 
 BUDGET_S = 1.5
 

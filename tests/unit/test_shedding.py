@@ -1,5 +1,5 @@
-"""The pieces of api/shedding.py that need no server: which routes are shed, and the kernel's
-own count of how long a request's bytes have waited unread."""
+"""The pieces of api/serving/shedding.py that need no server: which routes are shed, and the
+kernel's own count of how long a request's bytes have waited unread."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from api.errors import ServiceUnavailable
-from api.shedding import refusal_response, shed_route, waited_s
+from api.serving.shedding import refusal_response, shed_route, waited_s
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The sweeper's judgement of one unfinished job (`api.sweeper.why_lost`), rule by rule.
+"""The sweeper's judgement of one unfinished job (`api.recovery.sweeper.why_lost`), rule by rule.
 
 The integration tests (tests/reliability/test_lost_messages.py, test_worker_loss.py) run the
 same rules against real Redis and real workers; these pin each boundary cheaply.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.sweeper import MESSAGE_LOST, TIMED_OUT, WORKER_LOST, SweepPolicy, World, why_lost
+from api.recovery.sweeper import MESSAGE_LOST, TIMED_OUT, WORKER_LOST, SweepPolicy, World, why_lost
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE
 
 NOW = 1_000_000.0

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
-from api.admission import Admission
-from api.dispatch import Dispatcher
 from api.errors import ApiError, ServiceUnavailable, json_response
-from api.inputs import Prepared
-from api.jobs import Bound, JobStore, NewJob, is_final, request_digest
-from api.results import ResultListener
+from api.serving.admission import Admission
+from api.serving.dispatch import Dispatcher
+from api.serving.inputs import Prepared
+from api.serving.jobs import Bound, JobStore, NewJob, is_final, request_digest
+from api.serving.results import ResultListener
 from common.contract import QUEUE_BULK, QUEUE_INTERACTIVE, JobSpec, JobStatus
 
 MIN_USEFUL_WAIT_S = 0.05
@@ -78,7 +78,8 @@ class PredictionService:
 
     def refusal_now(self) -> ServiceUnavailable | None:
         """Every refusal `admit_sync` can give without awaiting anything: what the HTTP
-        protocol (api/shedding.py) answers from its own bytes, before the app sees the request.
+        protocol (api/serving/shedding.py) answers from its own bytes, before the app sees the
+        request.
         """
         return self.admission.refusal_now() or self._local_refusal()
 
@@ -115,10 +116,10 @@ class PredictionService:
         """The protocol-neutral core of every synchronous route (v1 and v2): the same queue,
         batching and deadline; the caller turns the outcome into its own HTTP answer.
 
-        The deadline is `arrived` (`api.deadline.arrived_at`) + `wait_s`, less the loop's lag;
-        a request that lost most of its wait before it got here is refused (503 `overloaded`)
-        before any work is queued for it. A short `wait` of the client's own is not refused:
-        it ends in a 202 as always.
+        The deadline is `arrived` (`api.serving.deadline.arrived_at`) + `wait_s`, less the
+        loop's lag; a request that lost most of its wait before it got here is refused (503
+        `overloaded`) before any work is queued for it. A short `wait` of the client's own is
+        not refused: it ends in a 202 as always.
         """
         loop = asyncio.get_running_loop()
         now = loop.time()

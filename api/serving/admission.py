@@ -144,7 +144,8 @@ class Admission:
         """The refusal due on what is already known, without a Redis round trip: this
         process's loop lag, or a queue wait beyond the budget on a view at most two refreshes
         old. Cheap enough for the HTTP protocol to ask of every sync request before it becomes
-        ASGI work (api/shedding.py); "no workers" is left to `check_sync`, which reads again.
+        ASGI work (api/serving/shedding.py); "no workers" is left to `check_sync`, which reads
+        again.
         """
         lagging = self._lag_refusal()
         if lagging is not None:

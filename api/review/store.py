@@ -13,7 +13,7 @@ from PIL import Image
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from api.metrics import count_resolved_review, reviews_listed
+from api.observability.metrics import count_resolved_review, reviews_listed
 from common.contract import IMAGE_SIDE, JobStatus, job_key
 from common.reviews import (
     LABELLED_IMAGES_KEY,

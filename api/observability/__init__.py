@@ -1,4 +1,7 @@
-"""What the lifespan starts for observability: a Prometheus client for `/v1/slo`, a Redis
+"""Observability: the API's metrics (`metrics`, one ASGI middleware), the SLO numbers read
+from Prometheus (`slo`) and the live queue state read from Redis (`queue_stats`).
+
+This module is what the lifespan starts: a Prometheus client for `/v1/slo`, a Redis
 client for the live state (queues, workers, review backlog). Installed on
 `app.state.observability`; read by `api.routes.metrics`.
 """
@@ -12,9 +15,9 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from api import queue_stats, slo
 from api.config import ApiSettings
-from api.metrics import MetricsMiddleware, declare_routes, forget_this_process
+from api.observability import queue_stats, slo
+from api.observability.metrics import MetricsMiddleware, declare_routes, forget_this_process
 from common.reviews import PENDING_REVIEWS_KEY
 
 OBSERVABILITY_TIMEOUT_S = 0.25

@@ -8,7 +8,7 @@ storage when it is first imported, so the directory is chosen before the import 
 Cost: plain `inc()`/`observe()` on every request; in multiprocess mode each is a locked mmap
 write of ~1-3 µs (docs/DESIGN.md, measured), against ~2 ms of CPU per request.
 These counters are the only record of traffic: Prometheus scrapes them, and `/v1/slo` reads
-Prometheus (`api/slo.py`).
+Prometheus (`api/observability/slo.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _MULTIPROC_DIR = use_multiprocess_dir("api", private_if_unset=False)
 from prometheus_client import Counter, Gauge, Histogram  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
-from api.shedding import SHED_ROUTES  # noqa: E402
+from api.serving.shedding import SHED_ROUTES  # noqa: E402
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0)
 """Seconds. 2.0 is an edge: the share within the 2 s objective is exact (`le="2.0"`)."""
@@ -154,7 +154,7 @@ def _record(scope: Scope, status: int, seconds: float, error_body: bytes | None)
 
 
 def count_shed(route: str, waited_s: float, code: str) -> None:
-    """A request refused by api.shedding before it reached the app: a 503 like any other."""
+    """A request refused by api.serving.shedding before it reached the app: a 503 like any other."""
     HTTP_REQUESTS.labels(route, "POST", "5xx").inc()
     HTTP_DURATION.labels(route).observe(waited_s)
     REJECTIONS.labels(code).inc()
@@ -172,6 +172,6 @@ def reviews_listed(versions: set[str | None]) -> None:
 
 
 def count_resolved_review(version: str | None, right: bool) -> None:
-    """One resolved review item (`api.reviews.ReviewStore.resolve`)."""
+    """One resolved review item (`api.review.store.ReviewStore.resolve`)."""
     reviews_listed({version})
     REVIEWS_RESOLVED.labels(version or "unknown", "right" if right else "wrong").inc()

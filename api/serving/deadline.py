@@ -2,8 +2,8 @@
 
 Under overload a request waits before its handler runs: in the socket until the event loop
 reads it, in the loop while the body arrives, and again before the answer is written. Under
-`python -m api` the HTTP protocol stamps the true arrival (api/shedding.py, from the kernel's
-TCP_INFO); elsewhere `StampArrival` notes when the app got the request. `PredictionService`
+`python -m api` the HTTP protocol stamps the true arrival (api/serving/shedding.py, from the
+kernel's TCP_INFO); elsewhere `StampArrival` notes when the app got the request. `PredictionService`
 counts the wait from there and subtracts the loop's lag for the write (README: Failure modes,
 overload; docs/DESIGN.md: "Deadlines under overload").
 """
@@ -26,7 +26,7 @@ class StampArrival:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and ARRIVED not in scope:  # set by api.shedding if used
+        if scope["type"] == "http" and ARRIVED not in scope:  # set by api.serving.shedding if used
             scope[ARRIVED] = asyncio.get_running_loop().time()
         await self.app(scope, receive, send)
 

@@ -21,7 +21,7 @@ import numpy as np
 from redis.exceptions import OutOfMemoryError
 
 from api.errors import ServiceUnavailable
-from api.jobs import JobStore, NewJob
+from api.serving.jobs import JobStore, NewJob
 from common.contract import QUEUE_INTERACTIVE, JobSpec, PredictMessage, encode_images
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ knows how long: TCP_INFO's `tcpi_last_data_recv` is the time since the last byte
 on the connection. `DeadlineHttpProtocol` (uvicorn's httptools protocol plus this) reads it
 when a request's headers are parsed, so
 
-- every request's scope carries its true arrival time (`api.deadline.ARRIVED`): the sync
+- every request's scope carries its true arrival time (`api.serving.deadline.ARRIVED`): the sync
   deadline counts from there, not from when the process got around to it;
 - a synchronous request that already waited `DIGITS_SHED_AFTER_S`, or that admission would refuse
   anyway on what it already knows (`PredictionService.refusal_now`: queue wait beyond the
@@ -30,8 +30,8 @@ from collections.abc import Callable
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.deadline import ARRIVED
 from api.errors import ServiceUnavailable
+from api.serving.deadline import ARRIVED
 
 Refusal = Callable[[], ServiceUnavailable | None]
 
@@ -47,7 +47,7 @@ V2_INFER_TEMPLATES = (
 )
 
 KEEP, CLOSE = "keep", "close"
-"""A refused request's connection: kept for the next request, or closed (api/shedding)."""
+"""A refused request's connection: kept for the next request, or closed (`_keeps_alive`)."""
 LINGER_S = 2.0
 """How long a shed connection stays half-open to swallow the rest of its request."""
 

@@ -6,7 +6,7 @@ Request: exactly one input tensor, `image`:
 - `FP32`, same shapes, in 0..1 (the model's own input scale): quantised to the 8-bit wire
   contract (`round(x * 255)`), otherwise taken as they are;
 - `BYTES` `[N]` (or `[N, 1]`): encoded images (PNG, JPEG, ...), decoded and normalised exactly
-  as v1 does (`api.inputs.prepare_digits`); in JSON each element is base64 text.
+  as v1 does (`api.serving.inputs.prepare_digits`); in JSON each element is base64 text.
 Data comes as JSON `data` (row-major, flat or nested) or, with the binary tensor extension,
 as raw little-endian bytes after the JSON header (`Inference-Header-Content-Length`;
 `parameters.binary_data_size` per tensor; BYTES elements are 4-byte length-prefixed).
@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 
 from api.errors import ApiError
-from api.inputs import Item, Prepared
+from api.serving.inputs import Item, Prepared
 from common.contract import IMAGE_SIDE, JobKind
 
 INPUT_NAME = "image"

@@ -33,9 +33,9 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis
 
-from api.dispatch import Dispatcher
-from api.jobs import NewJob
 from api.periodic import Periodic
+from api.serving.dispatch import Dispatcher
+from api.serving.jobs import NewJob
 from common.contract import (
     IMAGE_BYTES,
     IMAGE_SIDE,
