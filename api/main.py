@@ -14,8 +14,10 @@ from redis.exceptions import RedisError
 
 from api import observability
 from api.config import ApiSettings
+from api.deps import require_api_key
 from api.errors import install_error_handlers
 from api.observability.metrics import count_shed
+from api.openapi import document_api_keys
 from api.periodic import Loops
 from api.recovery.sweeper import Sweeper, SweepPolicy
 from api.review.store import ReviewStore
@@ -164,14 +166,19 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(predict.router)
-    app.include_router(reviews.router)
-    app.include_router(models.router)
-    app.include_router(v2.router)
-    app.include_router(v2.models)
-    app.include_router(metrics.router)
-    app.include_router(dashboard.router)
+    routers = (
+        health.router,
+        predict.router,
+        reviews.router,
+        models.router,
+        v2.router,
+        v2.models,
+        metrics.router,
+        dashboard.router,
+    )
+    for router in routers:
+        app.include_router(router)
+    document_api_keys(app, routers, require_api_key)
     docs.install(app)
     observability.install(app)
     app.add_middleware(StampArrival)  # outermost: the deadline counts from here

@@ -3,8 +3,11 @@ the error answers every route shares (`api.schemas` holds the models)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from api.schemas import Accepted, DigitsResult, ErrorResponse, V2Error
@@ -164,3 +167,42 @@ def inline_schema(model: type[BaseModel]) -> dict:
         return node
 
     return resolve(schema)
+
+
+API_KEY_SCHEMES = {
+    "ApiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "One of DIGITS_API_KEYS (only when the service is configured with keys).",
+    },
+    "Bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer <key>`, same keys.",
+    },
+}
+
+
+def document_api_keys(app: FastAPI, routers: Iterable[APIRouter], guard: Callable) -> None:
+    """Declare the API-key schemes ("Authorize" in /docs) on every operation of the `routers`
+    that depend on `guard`, once, when the document is built: the guard reads the headers
+    itself instead of taking FastAPI `Security` parameters, which are solved on every request."""
+    guarded = [
+        (route.path_format, method.lower())
+        for router in routers
+        if any(depends.dependency is guard for depends in router.dependencies)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    ]
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()  # FastAPI caches it: this adds to the cached document, idempotently
+        document.setdefault("components", {})["securitySchemes"] = API_KEY_SCHEMES
+        for path, method in guarded:
+            document["paths"][path][method]["security"] = [{name: []} for name in API_KEY_SCHEMES]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

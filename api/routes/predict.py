@@ -10,7 +10,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.config import ApiSettings
-from api.deps import ServiceDep, SettingsDep, StoreDep, caller, require_api_key
+from api.deps import (
+    ServiceDep,
+    SettingsDep,
+    StoreDep,
+    caller,
+    require_api_key,
+    service_of,
+    settings_of,
+)
 from api.errors import ApiError, json_response
 from api.openapi import (
     ACCEPTED_EXAMPLE,
@@ -61,24 +69,20 @@ async def _prepare(
 
 
 @router.post("/predict", openapi_extra=_BODY, responses=prediction_responses())
-async def predict(
-    request: Request, service: ServiceDep, settings: SettingsDep, wait: Wait = 2.0
-) -> Response:
+async def predict(request: Request, wait: Wait = 2.0) -> Response:
     """Read one or more digits; answers within `wait` seconds (200) or returns a job (202)."""
+    # NOTE: service_of/settings_of, not ServiceDep/SettingsDep: no dependency to solve on the
+    # hottest route (api/deps.py).
+    service, settings = service_of(request), settings_of(request)
     await service.admit_sync()
     prepared = await _prepare(request, settings, JobKind.DIGITS, None)
     return await service.predict(prepared, min(wait, settings.sync_wait_max_s), arrived_at(request))
 
 
 @router.post("/postcodes", openapi_extra=_BODY, responses=prediction_responses(PostcodeResult))
-async def postcodes(
-    request: Request,
-    service: ServiceDep,
-    settings: SettingsDep,
-    wait: Wait = 2.0,
-    length: Length = None,
-) -> Response:
+async def postcodes(request: Request, wait: Wait = 2.0, length: Length = None) -> Response:
     """Read whole postal codes: each image is segmented and its digits classified in one batch."""
+    service, settings = service_of(request), settings_of(request)
     await service.admit_sync()
     prepared = await _prepare(request, settings, JobKind.POSTCODE, length)
     return await service.predict(prepared, min(wait, settings.sync_wait_max_s), arrived_at(request))

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from api import catalog
 from api.config import ApiSettings
-from api.deps import ServiceDep, SettingsDep, StoreDep, require_api_key
+from api.deps import SettingsDep, StoreDep, require_api_key, service_of, settings_of
 from api.errors import ApiError, json_response
 from api.openapi import error_responses, inline_schema
 from api.routes.health import ready_workers
@@ -222,17 +222,13 @@ async def version_ready(
 
 
 @models.post("/infer", openapi_extra=_INFER, responses=_INFER_RESPONSES)
-async def infer(
-    request: Request, service: ServiceDep, settings: SettingsDep, name: Name
-) -> Response:
+async def infer(request: Request, name: Name) -> Response:
     """`image`: UINT8/FP32 `[N,28,28]` (or `[N,28,28,1]`) tensors taken as they are, or BYTES
     `[N]` encoded images normalised like v1. Outputs: `digit`, `confidence`,
     `probabilities`, `needs_review`. Answered within 2 s or 504."""
-    return await _infer(request, service, settings, name, None)
+    return await _infer(request, service_of(request), settings_of(request), name, None)
 
 
 @models.post("/versions/{version}/infer", openapi_extra=_INFER, responses=_INFER_RESPONSES)
-async def version_infer(
-    request: Request, service: ServiceDep, settings: SettingsDep, name: Name, version: Version
-) -> Response:
-    return await _infer(request, service, settings, name, version)
+async def version_infer(request: Request, name: Name, version: Version) -> Response:
+    return await _infer(request, service_of(request), settings_of(request), name, version)
