@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from api.config import ApiSettings
 from harness.processes import (
     ManagedProcess,
     RedisServer,
@@ -15,13 +16,19 @@ from harness.processes import (
     start_worker,
     wait_for_workers,
 )
+from workers.config import WorkerSettings
+
+
+def _default(settings: type[ApiSettings | WorkerSettings], name: str):
+    """The service's own default for a setting: the bench measures what `make run` runs."""
+    return settings.model_fields[name].default
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    api_workers: int = 2
-    worker_concurrency: int = 2
-    batch_delay_ms: float = 2.0
+    api_workers: int = _default(ApiSettings, "api_workers")
+    worker_concurrency: int = _default(WorkerSettings, "worker_concurrency")
+    batch_delay_ms: float = _default(ApiSettings, "max_batch_delay_ms")
     env: tuple[tuple[str, str], ...] = ()
     """More settings for the worker and the API, e.g. (("DIGITS_MAX_PENDING_REVIEWS", "1000"),)."""
 

@@ -22,8 +22,10 @@ class WorkerSettings(ServiceSettings):
     MODEL_VERSION, drawn per message from its first job id (0: no canary)."""
     canary_alias: str = "candidate"
     """The alias the canary serves, followed like MODEL_VERSION (absent: no canary)."""
-    worker_concurrency: int = Field(2, ge=1)
-    """Prefork processes, each with its own model copy; one per core is right for ONNX Runtime."""
+    worker_concurrency: int = Field(1, ge=1)
+    """Prefork processes, each with its own model copy. 1 by default: workers scale by replicas,
+    and on a host that the API shares, a second pool process per worker measured slower
+    (docs/DESIGN.md, "One pool process per worker"); on a host given to workers, one per core."""
     worker_autoscale: str = ""
     """`max,min` for Celery's --autoscale (overrides concurrency when set)."""
     model_batch_size: int = Field(256, ge=1)

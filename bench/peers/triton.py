@@ -209,9 +209,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=("triton", "service"), help="run one side only")
     parser.add_argument("--instances", type=int, default=3, help="Triton model instances")
     parser.add_argument("--max-queue-delay-us", type=int, default=2000)
-    parser.add_argument("--api-workers", type=int, default=2)
-    parser.add_argument("--worker-concurrency", type=int, default=2)
-    parser.add_argument("--batch-delay-ms", type=float, default=2.0)
+    parser.add_argument("--api-workers", type=int, default=StackConfig.api_workers)
+    parser.add_argument("--worker-concurrency", type=int, default=StackConfig.worker_concurrency)
+    parser.add_argument("--batch-delay-ms", type=float, default=StackConfig.batch_delay_ms)
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",")]
     return args

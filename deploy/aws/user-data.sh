@@ -8,7 +8,8 @@
 #   DIGITS_REF       branch, tag or commit to run
 #   DIGITS_SSM_PATH  SSM path holding one SecureString per .env variable, e.g.
 #                    /digits/prod/REDIS_PASSWORD, /digits/prod/DIGITS_API_KEYS, ...
-#   WORKERS          worker containers on this host (one per 2 vCPUs with DIGITS_WORKER_CONCURRENCY=2)
+#   WORKERS          worker containers on this host (one per 2 vCPUs: each runs DIGITS_WORKER_CONCURRENCY=1
+#                    process by default, and the API and nginx share the host's other cores)
 # Set by deploy/aws/cloudformation.yaml for the Auto Scaling group (empty: one host, local Redis):
 #   DIGITS_REDIS_HOST    ElastiCache primary endpoint: Redis over TLS, the local redis not run
 #   DIGITS_REDIS_SECRET  Secrets Manager secret holding {"token": "<AUTH token>"}
