@@ -32,14 +32,14 @@ from api.serving.shedding import DeadlineHttpProtocol
 from common.contract import JOB_IDS_HEADER, TASK_PREDICT
 from common.imaging import set_max_pixels
 from common.logs import configure_logging
-from common.queueing import make_celery
+from common.queueing import TRANSPORT, make_celery
 
 log = logging.getLogger(__name__)
 
 
 def celery_sender(settings: ApiSettings):
     """A blocking `(queue, payload) -> None` that publishes one task by name, without retries."""
-    celery = make_celery("digits-api", settings.redis_url)
+    celery = make_celery("digits-api", settings.redis_url, broker_transport=TRANSPORT)
 
     def send(queue: str, payload: dict) -> None:
         # NOTE: retry=False: with Redis down the client gets a 503 now, not after ~19 s.
@@ -51,6 +51,10 @@ def celery_sender(settings: ApiSettings):
             retry=False,
             ignore_result=True,
             headers={JOB_IDS_HEADER: job_ids},
+            # NOTE: Celery would otherwise repr the payload (base64 images) into every
+            # message's headers for Flower: 13 % of a publish's CPU, profiled.
+            argsrepr=f"[<{len(job_ids)} jobs>]",
+            kwargsrepr="{}",
         )
         # One line per message (not per request): joins an HTTP job id to the worker's batch.
         log.info("enqueued", extra={"queue": queue, "job_ids": job_ids})

@@ -34,6 +34,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 from redis.exceptions import RedisError, ResponseError
 
+from common import queueing
 from common.contract import JOB_IDS_HEADER, QUEUE_TAKEN_KEY, job_key
 from common.jobstate import ALLOW_OOM, PENDING_KEY
 from workers.heartbeat import process_name
@@ -155,7 +156,7 @@ class QoS(kombu_redis.QoS):
             log.warning("unacked messages not restored now: %s", exc)
 
 
-class Channel(kombu_redis.Channel):
+class Channel(queueing.Channel):  # one client per pool, as the API's publisher
     QoS = QoS
 
 
