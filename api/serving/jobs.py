@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -127,8 +128,11 @@ class JobStore:
                 pipe.hset(key, mapping=self._fields(job, now))
                 pipe.expire(key, self._ttl_s)
             pipe.zadd(PENDING_KEY, {job.spec.id: float(now) for job in new})
+            images: Counter[str] = Counter()
             for job in new:
-                pipe.hincrby(QUEUED_IMAGES_KEY, job.queue, job.spec.n)
+                images[job.queue] += job.spec.n
+            for queue, count in images.items():  # one count per queue, not per job
+                pipe.hincrby(QUEUED_IMAGES_KEY, queue, count)
             await pipe.execute()
 
     async def create_keyed(
