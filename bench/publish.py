@@ -1,8 +1,8 @@
 """`python -m bench.publish`: the CPU of one Celery publish, stock kombu against ours.
 
 One message of the API's shape (a few jobs, their base64 images) published by name to a
-throw-away Redis, arms alternating in one process, medians over rounds: what
-`common.queueing.Channel` and the API's short `argsrepr` save (docs/DESIGN.md).
+throw-away Redis, arms alternating in one process, medians over rounds: what the API's own
+sender (`common.queueing.Channel`, a short `argsrepr`) saves over stock Celery (docs/DESIGN.md).
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
+from api.config import ApiSettings
+from api.main import celery_sender
 from common.contract import QUEUE_INTERACTIVE, TASK_PREDICT
-from common.queueing import TRANSPORT, make_celery
+from common.queueing import make_celery
 from harness.processes import RedisServer
 
 PAYLOAD = {
@@ -23,19 +26,23 @@ PAYLOAD = {
 }
 
 
-def publish_us(app, count: int, short_repr: bool) -> float:
-    """CPU microseconds per publish."""
+def stock_sender(app, short_repr: bool) -> Callable[[str, dict], None]:
+    """`send_task` on a stock Celery app, with Celery's repr of the arguments or a short one."""
     options = {"argsrepr": "[<4 jobs>]", "kwargsrepr": "{}"} if short_repr else {}
+
+    def send(queue: str, payload: dict) -> None:
+        app.send_task(
+            TASK_PREDICT, args=[payload], queue=queue, retry=False, ignore_result=True, **options
+        )
+
+    return send
+
+
+def publish_us(send: Callable[[str, dict], None], count: int) -> float:
+    """CPU microseconds per publish."""
     started = time.process_time()
     for _ in range(count):
-        app.send_task(
-            TASK_PREDICT,
-            args=[PAYLOAD],
-            queue=QUEUE_INTERACTIVE,
-            retry=False,
-            ignore_result=True,
-            **options,
-        )
+        send(QUEUE_INTERACTIVE, PAYLOAD)
     return (time.process_time() - started) / count * 1e6
 
 
@@ -47,19 +54,22 @@ def main() -> None:
     redis = RedisServer()
     try:
         arms = {
-            "stock kombu, repr of the arguments": (make_celery("stock", redis.url), False),
-            "stock kombu, short argsrepr": (make_celery("stock", redis.url), True),
-            "common.queueing.Transport, short argsrepr": (
-                make_celery("ours", redis.url, broker_transport=TRANSPORT),
-                True,
+            "stock kombu, repr of the arguments": stock_sender(
+                make_celery("stock", redis.url), short_repr=False
+            ),
+            "stock kombu, short argsrepr": stock_sender(
+                make_celery("stock", redis.url), short_repr=True
+            ),
+            "the API's sender (api.main.celery_sender)": celery_sender(
+                ApiSettings(redis_url=redis.url)
             ),
         }
-        for app, short in arms.values():
-            publish_us(app, 200, short)  # connections, queue declarations
+        for send in arms.values():
+            publish_us(send, 200)  # connections, queue declarations
         samples: dict[str, list[float]] = {name: [] for name in arms}
         for _ in range(args.rounds):
-            for name, (app, short) in arms.items():
-                samples[name].append(publish_us(app, args.count, short))
+            for name, send in arms.items():
+                samples[name].append(publish_us(send, args.count))
         client = redis.client()
         started = time.process_time()
         for _ in range(args.count):
