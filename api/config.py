@@ -40,6 +40,10 @@ class ApiSettings(ServiceSettings):
     shed_after_s: float = Field(0.25, gt=0.0)
     """A sync request whose bytes waited this long before this process could read them is
     refused at once (503 `overloaded`, prebuilt in the HTTP protocol: api/serving/shedding.py)."""
+    shed_standing_after_s: float = Field(0.02, gt=0.0)
+    """The same, while the queue in front of the process stands (every request read for 100 ms
+    waited longer than this: CoDel's test, api/serving/shedding.StandingQueue); at most
+    DIGITS_SHED_AFTER_S. A burst is let through; a sustained overload is refused in tens of ms."""
     max_in_flight: int = Field(512, ge=1)
     """Admission: sync requests waiting at once in one API process; beyond, 503 at once."""
     max_bulk_messages: int = Field(20_000, ge=1)

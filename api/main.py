@@ -186,5 +186,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     docs.install(app)
     observability.install(app)
     app.add_middleware(StampArrival)  # outermost: the deadline counts from here
-    DeadlineHttpProtocol.configure(settings.shed_after_s, count_shed)
+    DeadlineHttpProtocol.configure(
+        settings.shed_after_s, settings.shed_standing_after_s, count_shed
+    )
     return app

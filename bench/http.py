@@ -122,6 +122,10 @@ class Client:
                 connection.transport.close()
             return result
 
+    def would_reuse(self) -> bool:
+        """Whether the next request would go on a kept-alive connection, not a new one."""
+        return any(not c.closed and not c.transport.is_closing() for c in self._idle)
+
     async def _connection(self) -> _Connection:
         """An idle keep-alive connection the server has not closed meanwhile, else a new one.
 

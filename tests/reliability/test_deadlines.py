@@ -68,6 +68,35 @@ def _send_while_frozen(stack, path: str, body: bytes, frozen_s: float):
         return status, headers, payload, time.monotonic() - started
 
 
+def _send_throttled(stack, body: bytes, cycles: int, stopped_s: float, per_cycle: int):
+    """Requests that always wait: each cycle, `per_cycle` new connections send a sync request
+    while the API's processes are stopped for `stopped_s`, then the processes run for 15 ms.
+    [(cycle, status, payload)] once every request is answered."""
+    pids = _uvicorn_processes(stack.api.pid)
+    sent: list[tuple[int, socket.socket]] = []
+    try:
+        for cycle in range(cycles):
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            for _ in range(per_cycle):  # the kernel completes the handshake of a stopped server
+                sock = socket.create_connection(("127.0.0.1", stack.api_port), timeout=10)
+                sock.sendall(_raw_request("/v1/predict", body))
+                sent.append((cycle, sock))
+            time.sleep(stopped_s)  # the requests age, unread (the point here)
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(0.015)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    answers = []
+    for cycle, sock in sent:
+        with sock:
+            status, _, payload = _read_response(sock)
+            answers.append((cycle, status, payload))
+    return answers
+
+
 @pytest.fixture()
 def stack(make_stack):
     stack = make_stack(DIGITS_SHED_AFTER_S="0.3")
@@ -173,3 +202,30 @@ def test_a_queue_refusal_is_given_by_the_protocol_and_keeps_the_connection(make_
         finally:
             worker.signal(signal.SIGCONT)
         wait_until(lambda: http.post("/v1/predict", json=body).status_code == 200, 30, "recovery")
+
+
+def test_a_standing_queue_is_refused_at_its_target_while_a_burst_is_served(make_stack, digits):
+    """DIGITS_SHED_AFTER_S=60 takes the burst limit out of the way, so only the standing-queue
+    rule (api/serving/shedding.StandingQueue, target 50 ms here) can refuse: a burst that
+    waited 0.3 s but is read at once is served; requests that keep waiting ≥ 70 ms, cycle
+    after cycle, are refused once that has lasted the 100 ms interval, and each says why."""
+    stack = make_stack(DIGITS_SHED_AFTER_S="60", DIGITS_SHED_STANDING_AFTER_S="0.05")
+    stack.add_worker()
+    with stack.http() as http:
+        wait_until(lambda: http.get("/readyz").status_code == 200, 30, "readiness")
+    body = orjson.dumps(batch_body(digits[0][:1]))
+
+    burst = _send_throttled(stack, body, cycles=1, stopped_s=0.3, per_cycle=12)
+    assert [status for _, status, _ in burst] == [200] * 12, burst
+
+    answers = _send_throttled(stack, body, cycles=15, stopped_s=0.07, per_cycle=4)
+    assert {status for _, status, _ in answers} <= {200, 503}, answers
+    refused = [orjson.loads(payload)["error"] for _, status, payload in answers if status == 503]
+    for error in refused:
+        assert error["code"] == "overloaded" and "waited" in error["message"], error
+    late = [status for cycle, status, _ in answers if cycle >= 3]
+    assert late.count(503) >= len(late) // 2, f"{late.count(503)} of {len(late)} refused"
+
+    with stack.http() as http:  # a quiet interval ends it: served again
+        one = batch_body(digits[0][:1])
+        wait_until(lambda: http.post("/v1/predict", json=one).status_code == 200, 5, "a 200")

@@ -1,5 +1,6 @@
-"""The pieces of api/serving/shedding.py that need no server: which routes are shed, and the
-kernel's own count of how long a request's bytes have waited unread."""
+"""The pieces of api/serving/shedding.py that need no server: which routes are shed, the
+kernel's own count of how long a request's bytes have waited unread, and the test for a
+standing queue that decides how long a request may have waited."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import orjson
 import pytest
 
 from api.errors import ServiceUnavailable
-from api.serving.shedding import refusal_response, shed_route, waited_s
+from api.serving.shedding import (
+    DeadlineHttpProtocol,
+    StandingQueue,
+    refusal_response,
+    shed_route,
+    waited_s,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,3 +66,72 @@ def test_the_kernel_says_how_long_a_request_has_waited_unread():
 
 def test_no_socket_means_no_wait_rather_than_an_error():
     assert waited_s(None) == 0.0
+
+
+def _read(queue: StandingQueue, waits_ms: list[float], every_ms: float, start: float = 0.0):
+    """Observe one request every `every_ms` with these waits; the time after the last."""
+    now = start
+    for wait in waits_ms:
+        queue.observe(wait / 1000, now)
+        now += every_ms / 1000
+    return now - every_ms / 1000
+
+
+def test_a_burst_that_drains_within_the_interval_is_not_a_standing_queue():
+    queue = StandingQueue(target_s=0.02, interval_s=0.1)
+    end = _read(queue, [300] * 90, every_ms=1)  # 90 requests that all waited, read in 90 ms
+    assert not queue.standing(end)
+
+
+def test_a_queue_whose_every_request_waited_for_an_interval_stands():
+    queue = StandingQueue(target_s=0.02, interval_s=0.1)
+    end = _read(queue, [30] * 12, every_ms=10)  # 110 ms of requests that all waited 30 ms
+    assert queue.standing(end)
+
+
+def test_one_request_read_in_time_ends_it():
+    queue = StandingQueue(target_s=0.02, interval_s=0.1)
+    end = _read(queue, [30] * 12 + [5], every_ms=10)
+    assert not queue.standing(end)
+    end = _read(queue, [30] * 10, every_ms=10, start=end + 0.01)  # 90 ms late again: not yet
+    assert not queue.standing(end)
+
+
+def test_a_quiet_interval_ends_it():
+    queue = StandingQueue(target_s=0.02, interval_s=0.1)
+    end = _read(queue, [30] * 12, every_ms=10)
+    assert queue.standing(end + 0.05)
+    assert not queue.standing(end + 0.1)  # nothing read for an interval: nothing waiting
+    queue.observe(0.03, end + 0.5)  # the next late request after the quiet: a new start
+    assert not queue.standing(end + 0.5)
+
+
+@pytest.fixture()
+def protocol_limits():
+    """The protocol's class-wide limits, configured as create_app does, restored after."""
+    saved = {name: getattr(DeadlineHttpProtocol, name) for name in _LIMITS}
+    DeadlineHttpProtocol.configure(0.25, 0.02, on_shed=None)
+    yield DeadlineHttpProtocol
+    for name, value in saved.items():
+        setattr(DeadlineHttpProtocol, name, value)
+
+
+_LIMITS = ("shed_after_s", "shed_standing_after_s", "first_requests", "requests", "on_shed")
+
+
+def test_a_request_may_wait_the_burst_limit_unless_new_connections_queue(protocol_limits):
+    assert protocol_limits.wait_limit(now=0.0) == 0.25
+    end = _read(protocol_limits.first_requests, [40] * 12, every_ms=10)
+    assert protocol_limits.wait_limit(now=end) == 0.02
+    assert protocol_limits.wait_limit(now=end + 0.2) == 0.25  # no new connection since
+
+
+def test_kept_alive_requests_that_queue_get_the_short_limit_too(protocol_limits):
+    end = _read(protocol_limits.requests, [40] * 12, every_ms=10)
+    assert protocol_limits.wait_limit(now=end) == 0.02
+
+
+def test_the_standing_limit_is_never_longer_than_the_burst_limit(protocol_limits):
+    protocol_limits.configure(0.1, 0.5, on_shed=None)
+    assert protocol_limits.shed_standing_after_s == 0.1
+    assert protocol_limits.first_requests.target_s == 0.1
