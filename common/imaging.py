@@ -315,14 +315,18 @@ def otsu(hist: np.ndarray) -> int:
     return int(np.argmax(np.where(np.isfinite(between), between, 0.0)))
 
 
-def _block_quantiles(img: np.ndarray, n: int, qs: tuple[float, ...]) -> np.ndarray:
-    """(len(qs), n, n) quantiles of an n x n grid of blocks, from one bincount."""
+def _block_histograms(img: np.ndarray, n: int) -> np.ndarray:
+    """(n * n, 256) level counts of an n x n grid of blocks, from one bincount."""
     h, w = img.shape
     by = np.minimum(np.arange(h) * n // h, n - 1)
     bx = np.minimum(np.arange(w) * n // w, n - 1)
     block = (by[:, None] * n + bx[None, :]) * 256
-    hists = np.bincount((block + img).ravel(), minlength=n * n * 256).reshape(n * n, 256)
-    cum = np.cumsum(hists, axis=1)
+    return np.bincount((block + img).ravel(), minlength=n * n * 256).reshape(n * n, 256)
+
+
+def _block_quantiles(img: np.ndarray, n: int, qs: tuple[float, ...]) -> np.ndarray:
+    """(len(qs), n, n) quantiles of an n x n grid of blocks."""
+    cum = np.cumsum(_block_histograms(img, n), axis=1)
     # The first level whose running count reaches q of the block = the number of levels whose
     # count stays below it (the counts only grow): every quantile in one comparison.
     wanted = np.asarray(qs)[:, None, None] * cum[None, :, -1:]
