@@ -101,7 +101,7 @@ def _run_case(stack: Stack, case: Case, rate: float, seconds: float, max_request
         # Open loop for real: every request may have a connection of its own (a sync request
         # holds one up to its 2 s deadline), so none waits in the generator for a free one.
         connections = int(min(MAX_CONNECTIONS, max(1000, rate * 2.5)))
-        client = Client("127.0.0.1", int(stack.url.rsplit(":", 1)[1]), connections, 15.0)
+        client = Client("127.0.0.1", stack.port, connections, 15.0)
         try:
             loop = asyncio.get_running_loop()
             traffic = asyncio.create_task(
@@ -134,7 +134,7 @@ def capacity(stack: Stack) -> float:
     """Sync requests per second the stack answers with 32 clients in a closed loop (3 s)."""
 
     async def measure() -> dict:
-        client = Client("127.0.0.1", int(stack.url.rsplit(":", 1)[1]), 64, 15.0)
+        client = Client("127.0.0.1", stack.port, 64, 15.0)
         try:
             return await closed_loop(client, "/v1/predict", batch_json([digit_png(7)]), 1, 32, 3.0)
         finally:
@@ -158,7 +158,7 @@ def refusal_capacity(stack: Stack, seconds: float, clients: int = 64) -> dict:
     from `clients` keep-alive clients in a closed loop: what a refusal costs the service.
     The jobs queued to get there are followed to their end like any other."""
     body = batch_json([digit_png(7)])
-    port = int(stack.url.rsplit(":", 1)[1])
+    port = stack.port
     worker = stack._processes[0]
     queued, refused = Tally(), Tally()
 

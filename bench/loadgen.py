@@ -12,6 +12,7 @@ import asyncio
 import pickle
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,8 +102,13 @@ async def open_loop(
     duration: float,
     stop: asyncio.Event | None = None,
     tally: Tally | None = None,
+    post: Callable[..., Awaitable[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Send at `rate` req/s for `duration` s (or until `stop`); wait for every answer."""
+    """Send at `rate` req/s for `duration` s (or until `stop`); wait for every answer.
+
+    `post`: what sends one request, called as `_post` is (a bench that records more per
+    request than the tally brings its own)."""
+    post = post or _post
     loop = asyncio.get_running_loop()
     tally, tasks, lags = tally or Tally(), [], []
     total = int(rate * duration)
@@ -116,7 +122,7 @@ async def open_loop(
             await asyncio.sleep(delay)
         lags.append(loop.time() - due)
         body = bodies[i % len(bodies)]
-        tasks.append(asyncio.create_task(_post(client, path, body, content_type, due, tally)))
+        tasks.append(asyncio.create_task(post(client, path, body, content_type, due, tally)))
     sent_window = loop.time() - t0
     await asyncio.gather(*tasks)
     # NOTE: at least the nominal window: n requests at rate r take n/r seconds to offer.

@@ -20,6 +20,7 @@ import numpy as np
 import uvloop
 
 from bench.http import Client
+from bench.loadgen import open_loop
 from bench.samples import digit_png
 from bench.stack import Stack, StackConfig
 
@@ -32,30 +33,23 @@ class Outcome:
     """From when the request was due to its answer (or its failure)."""
 
 
-async def _one(client: Client, body: bytes, due: float, out: list[Outcome]) -> None:
-    loop = asyncio.get_running_loop()
-    new = not client.would_reuse()
-    try:
-        status, _ = await client.request("POST", "/v1/predict", body, "image/png")
-    except Exception as exc:  # refused, reset, timed out: an outcome of its own kind
-        status = type(exc).__name__
-    out.append(Outcome(new, status, loop.time() - due))
-
-
 async def _offer(port: int, rate: float, seconds: float) -> list[Outcome]:
     bodies = [digit_png(d, seed=d) for d in range(10)]
     client = Client("127.0.0.1", port, limit=int(rate * 5), timeout=15.0)
     loop = asyncio.get_running_loop()
     out: list[Outcome] = []
-    tasks = []
-    start = loop.time() + 0.05
+
+    async def post(client: Client, path: str, body: bytes, content_type: str, due: float, tally):
+        """Sends as bench.loadgen's own does; records its outcome here, not in the tally."""
+        new = not client.would_reuse()
+        try:
+            status, _ = await client.request("POST", path, body, content_type)
+        except Exception as exc:  # refused, reset, timed out: an outcome of its own kind
+            status = type(exc).__name__
+        out.append(Outcome(new, status, loop.time() - due))
+
     try:
-        for i in range(int(rate * seconds)):
-            due = start + i / rate
-            if (delay := due - loop.time()) > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_one(client, bodies[i % len(bodies)], due, out)))
-        await asyncio.gather(*tasks)
+        await open_loop(client, "/v1/predict", bodies, "image/png", rate, seconds, post=post)
     finally:
         client.close()
     return out
@@ -95,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, env in arms:
             stack = Stack.start(StackConfig(env=env))
             try:
-                port = int(stack.url.rsplit(":", 1)[1])
-                outcomes = uvloop.run(_offer(port, args.rate, args.seconds))
+                outcomes = uvloop.run(_offer(stack.port, args.rate, args.seconds))
             finally:
                 stack.stop()
             print(f"round {round_}, {name} ({args.rate:,.0f} req/s, {args.seconds:g} s):")

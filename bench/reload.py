@@ -44,7 +44,7 @@ def copy_models(target: Path) -> Path:
 
 async def measure(stack: Stack, models: Path, args: argparse.Namespace) -> dict[str, Any]:
     bodies = mnist_pngs(500)
-    port = int(stack.url.rsplit(":", 1)[1])
+    port = stack.port
     client = Client("127.0.0.1", port, 1000, 15.0)
     steady, switching = Tally(), Tally()
     served = 3

@@ -54,7 +54,7 @@ def run(
         samples.append(_sample(stack, started))
 
         async def load() -> dict:
-            client = Client("127.0.0.1", int(stack.url.rsplit(":", 1)[1]), 1000, 15.0)
+            client = Client("127.0.0.1", stack.port, 1000, 15.0)
             loop = asyncio.get_running_loop()
             traffic = asyncio.create_task(
                 open_loop(client, "/v1/predict", body, "image/png", rate, minutes * 60, tally=tally)

@@ -86,6 +86,11 @@ class Stack:
     def attach(cls, url: str) -> Stack:
         return cls(url=url.rstrip("/"))
 
+    @property
+    def port(self) -> int:
+        """The API's port, from its URL."""
+        return int(self.url.rsplit(":", 1)[1])
+
     def celery_messages(self) -> int | None:
         """Messages published to the queues so far (kombu's Redis transport LPUSHes each)."""
         if self._redis is None:

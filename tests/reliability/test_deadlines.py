@@ -50,20 +50,23 @@ def _uvicorn_processes(api_pid: int) -> list[int]:
     return [pid for pid, parent, _ in process_table() if pid == api_pid or parent == api_pid]
 
 
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        os.kill(pid, sig)
+
+
 def _send_while_frozen(stack, path: str, body: bytes, frozen_s: float):
     """Send one request to a frozen API, thaw it after `frozen_s`; (status, headers, body,
     seconds from send to the end of the answer)."""
     pids = _uvicorn_processes(stack.api.pid)
     with socket.create_connection(("127.0.0.1", stack.api_port), timeout=10) as sock:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        _signal_all(pids, signal.SIGSTOP)
         try:
             started = time.monotonic()
             sock.sendall(_raw_request(path, body))
             time.sleep(frozen_s)  # the request ages, unread, in the socket (the point here)
         finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            _signal_all(pids, signal.SIGCONT)
         status, headers, payload = _read_response(sock)
         return status, headers, payload, time.monotonic() - started
 
@@ -76,19 +79,16 @@ def _send_throttled(stack, body: bytes, cycles: int, stopped_s: float, per_cycle
     sent: list[tuple[int, socket.socket]] = []
     try:
         for cycle in range(cycles):
-            for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
+            _signal_all(pids, signal.SIGSTOP)
             for _ in range(per_cycle):  # the kernel completes the handshake of a stopped server
                 sock = socket.create_connection(("127.0.0.1", stack.api_port), timeout=10)
                 sock.sendall(_raw_request("/v1/predict", body))
                 sent.append((cycle, sock))
             time.sleep(stopped_s)  # the requests age, unread (the point here)
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            _signal_all(pids, signal.SIGCONT)
             time.sleep(0.015)
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        _signal_all(pids, signal.SIGCONT)
     answers = []
     for cycle, sock in sent:
         with sock:
