@@ -8,6 +8,7 @@ import uvicorn
 
 from api.config import ApiSettings
 from api.serving.shedding import DeadlineHttpProtocol
+from common import kernels
 from common.prom import use_multiprocess_dir
 
 ACCEPT_BACKLOG = 4096
@@ -30,6 +31,9 @@ def main() -> None:
     # (with one process and no PROMETHEUS_MULTIPROC_DIR, the in-memory registry is exact).
     use_multiprocess_dir("api", private_if_unset=settings.api_workers > 1, clear=True)
     balance_accepts()
+    # Compiled once here, where the cache is empty (a fresh /tmp), not once per process:
+    # the processes uvicorn starts then load the kernels from the disk cache.
+    kernels.warm_up()
     uvicorn.run(
         "api.main:create_app",
         factory=True,

@@ -29,6 +29,7 @@ from api.serving.jobs import JobStore
 from api.serving.results import ResultListener
 from api.serving.service import PredictionService
 from api.serving.shedding import DeadlineHttpProtocol
+from common import kernels
 from common.contract import JOB_IDS_HEADER, TASK_PREDICT
 from common.imaging import set_max_pixels
 from common.logs import configure_logging
@@ -150,6 +151,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     configure_logging("api", settings.log_level, settings.log_json)
     set_max_pixels(settings.max_image_pixels)  # Pillow's guard follows DIGITS_MAX_IMAGE_PIXELS
+    kernels.warm_up()  # compiled (or loaded from the cache) now, not in the first request
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -39,7 +39,13 @@ from common.registry import PRODUCTION, resolve
 from harness.processes import free_port
 
 VENV = ROOT / "var" / "peers" / "triton-venv"
-PINS = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "pillow==13.0.0", "numpy==1.26.4")
+PINS = (
+    "nvidia-pytriton==0.7.0",
+    "onnxruntime==1.32.0",
+    "pillow==13.0.0",
+    "numpy==1.26.4",
+    "numba==0.68.1",  # common.imaging's kernels: the peer normalises with the same code
+)
 MODEL = "mnist_cnn"
 LOG = ROOT / "var" / "peers" / "triton.log"
 
@@ -72,7 +78,8 @@ class TritonPeer:
 
     def __init__(self, python: Path, model_dir: Path, instances: int, delay_us: int) -> None:
         self.port = free_port()
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        # Its own kernel cache: compiled against the peer's numpy, not the service's.
+        env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(VENV.parent / "numba"))
         # NOTE: the fix for the backend stub loading the system libpython (module docstring).
         env["LD_LIBRARY_PATH"] = ":".join(
             filter(None, (_libdir(python), os.environ.get("LD_LIBRARY_PATH")))

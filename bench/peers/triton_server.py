@@ -22,6 +22,7 @@ from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
+from common import kernels
 from common.contract import IMAGE_SIDE
 from common.decoding import calibrate, temperature_from_metadata
 from common.imaging import prepare_digit
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=128)
     parser.add_argument("--max-queue-delay-us", type=int, default=2000)
     args = parser.parse_args()
+    kernels.warm_up()  # as the API does at start: no request pays for a compilation
     config = TritonConfig(
         http_address="127.0.0.1",
         http_port=args.http_port,

@@ -319,18 +319,9 @@ def test_fat_stroke_on_shaded_paper_is_not_hollowed() -> None:
     assert inside.min() > 150, "the middle of the stroke is ink"
 
 
-def test_the_fast_statistics_agree_with_numpy_s_own():
-    """`_median` and `_block_quantiles` replaced np.median and one argmax per quantile (for
-    speed, issue 16); on any input they must give the same numbers."""
+def test_the_border_median_agrees_with_numpy_s_own():
+    """`_median` replaced np.median (for speed, issue 16); on any input it gives the same."""
     rng = np.random.default_rng(3)
     for size in (1, 2, 27, 28, 106):
         values = rng.integers(0, 256, size).astype(np.uint8)
         assert imaging._median(values) == float(np.median(values))
-    qs = (0.02, 0.25, 0.5, 0.75, 0.98)
-    for shape, n in (((28, 28), 1), ((60, 90), 4), ((160, 120), 4)):
-        img = rng.integers(0, 256, shape).astype(np.uint8)
-        img[: shape[0] // 3] = 0  # a flat run of levels, where a quantile sits on a step
-        cum = np.cumsum(imaging._block_histograms(img, n), axis=1)
-        expected = np.stack([np.argmax(cum >= q * cum[:, -1:], axis=1) for q in qs])
-        got = imaging._block_quantiles(img, n, qs)
-        np.testing.assert_array_equal(got, expected.reshape(len(qs), n, n).astype(np.float32))
