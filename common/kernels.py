@@ -7,8 +7,8 @@ same order as the numpy it replaced, so the outputs are the same bit for bit
 (`tests/unit/test_kernels.py` holds them to numpy oracles).
 
 Compiled code is cached on disk (next to this file, or under `NUMBA_CACHE_DIR`: the images
-set it and fill it at build time), and `warm_up` compiles (≈ 4 s) or loads it (≈ 0.3 s) at
-process start, so no request pays for a compilation.
+set it and fill it at build time), and `warm_up` compiles it (≈ 4–6 s) or loads it
+(≈ 0.3–0.7 s) at process start, so no request pays for a compilation.
 """
 
 from __future__ import annotations
@@ -229,10 +229,21 @@ def ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) every kernel now, not on the first request."""
-    img = np.zeros((4, 4), np.uint8)
-    img[1:3, 1:3] = 200
-    block_quantiles(img, 1, np.array([0.5]))
-    stretch(img, np.zeros((4, 4), np.float32), 40.0)
-    label8(img > 0)
-    ink_box(img)
+    """Compile (or load from the cache) every kernel now, not on the first request.
+
+    numba compiles one version per argument type, and a read-only array (what `np.asarray`
+    of a Pillow image gives) is a type of its own: both are made here. The callers pass
+    C-contiguous arrays (`np.ascontiguousarray`), so no other layout reaches a kernel.
+    """
+    writable = np.zeros((4, 4), np.uint8)
+    writable[1:3, 1:3] = 200
+    read_only = writable.copy()
+    read_only.flags.writeable = False
+    for img in (writable, read_only):
+        block_quantiles(img, 1, np.array([0.5]))
+        stretch(img, np.zeros((4, 4), np.float32), 40.0)
+        ink_box(img)
+        mask = img > 0
+        label8(mask)
+        mask.flags.writeable = False
+        label8(mask)

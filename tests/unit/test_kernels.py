@@ -137,3 +137,31 @@ def test_ink_box_is_the_bounding_box_of_the_nonzero_pixels():
             continue
         ys, xs = np.nonzero(ink)
         assert kernels.ink_box(ink) == (ys.min(), ys.max(), xs.min(), xs.max())
+
+
+def test_after_warm_up_no_input_compiles_a_kernel():
+    """A compilation takes seconds: one in a request would break the 2 s contract. Every way
+    an image reaches the kernels (a decoded PNG is read-only, a JSON array is not, a large
+    photo takes the 4 x 4 grid, a postcode the segmentation) must find a warmed version."""
+    import io
+
+    from PIL import Image
+
+    from common.imaging import decode, from_array, normalise
+    from common.segmentation import segment
+
+    kernels.warm_up()
+    dispatchers = (kernels.block_quantiles, kernels.stretch, kernels.label8, kernels.ink_box)
+    before = [len(d.signatures) for d in dispatchers]
+    rng = np.random.default_rng(17)
+    for shape in ((28, 28), (120, 90), (480, 640)):
+        image = Image.fromarray(digit_like(rng, shape))
+        png = io.BytesIO()
+        image.save(png, format="PNG")
+        normalise(decode(png.getvalue()))
+    normalise(from_array(digit_like(rng, (28, 28)).tolist()))  # JSON arrays are 28 x 28
+    code = np.full((60, 200), 230, np.uint8)
+    for x in (20, 70, 120):
+        code[15:45, x : x + 8] = 20
+    segment(code)
+    assert [len(d.signatures) for d in dispatchers] == before
