@@ -47,20 +47,28 @@ def photo_jpeg(digit: int, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def mnist_pngs(count: int) -> list[bytes]:
-    """Real MNIST test digits as PNGs (the common client); drawn digits if MNIST is absent."""
+def mnist_pngs(count: int, fallback: bool = True) -> list[bytes]:
+    """Real MNIST test digits as PNGs (the common client; MNIST-framed, so the API passes them
+    through its normalisation); drawn digits if MNIST is absent, unless `fallback` is off."""
     try:
         from training.data import load_mnist  # no TensorFlow: reads a cached npz
 
         images = load_mnist().x_test[:count]
     except Exception:  # MNIST not cached and not fetchable: speed is what matters here
-        return [digit_png(i % 10, seed=i) for i in range(count)]
+        if not fallback:
+            raise
+        return drawn_pngs(count)
     out = []
     for image in images:
         buffer = io.BytesIO()
         Image.fromarray(image, "L").save(buffer, format="PNG")
         out.append(buffer.getvalue())
     return out
+
+
+def drawn_pngs(count: int) -> list[bytes]:
+    """Drawn 28x28 digits, not MNIST-framed: the full normalisation, as real mail takes it."""
+    return [digit_png(i % 10, seed=i) for i in range(count)]
 
 
 def batch_json(pngs: list[bytes]) -> bytes:

@@ -33,7 +33,7 @@ import httpx
 
 from bench import report
 from bench.runner import ROOT, median_of, run_load
-from bench.samples import mnist_pngs
+from bench.samples import drawn_pngs, mnist_pngs
 from bench.stack import Stack, StackConfig
 from common.registry import PRODUCTION, resolve
 from harness.processes import free_port
@@ -214,6 +214,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="per step")
     parser.add_argument("--repeats", type=int, default=1, help="medians over repeats")
     parser.add_argument("--only", choices=("triton", "service"), help="run one side only")
+    parser.add_argument(
+        "--sample",
+        choices=("mnist", "drawn"),
+        default="mnist",
+        help="MNIST test digits (framed: the normalisation's pass-through) or drawn off-centre "
+        "digits (its full path, as real mail)",
+    )
     parser.add_argument("--instances", type=int, default=3, help="Triton model instances")
     parser.add_argument("--max-queue-delay-us", type=int, default=2000)
     parser.add_argument("--api-workers", type=int, default=StackConfig.api_workers)
@@ -224,11 +231,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _sample(kind: str) -> tuple[list[bytes], str]:
+    """The 100 PNGs both sides get, and what they are (printed and in the JSON)."""
+    if kind == "mnist":
+        try:
+            return mnist_pngs(100, fallback=False), "100 MNIST test digits (pass-through)"
+        except Exception as exc:  # no MNIST here: say so rather than measure something else
+            _progress(f"MNIST not available ({exc}); sending drawn digits instead")
+    return drawn_pngs(100), "100 drawn off-centre digits (full normalisation)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    pngs = mnist_pngs(100)
+    pngs, sample = _sample(args.sample)
+    _progress(f"sample: {sample}")
     started = time.monotonic()
     results: dict[str, Any] = {
+        "sample": sample,
         "machine": report.machine(),
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "args": {k: v for k, v in vars(args).items()},
@@ -246,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nCPU = cores used by the server's process tree (Triton: tritonserver + stubs + the "
         f"PyTriton process; service: API + workers + Redis), load generator excluded.\n"
-        f"machine: {results['machine']}; started {results['started_at']}; "
+        f"sample: {sample}; machine: {results['machine']}; started {results['started_at']}; "
         f"took {results['wall_s']} s; JSON: {path}"
     )
     return 0
