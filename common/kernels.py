@@ -28,11 +28,8 @@ def _jit(function):  # type: ignore[no-untyped-def]
 
 @_jit
 def block_quantiles(img: np.ndarray, n: int, qs: np.ndarray) -> np.ndarray:
-    """(len(qs), n, n) float32 quantiles of an n x n grid of blocks of a uint8 image.
-
-    A quantile q of a block is the first level whose running count reaches q of the block's
-    pixels, i.e. the number of levels whose running count stays below it.
-    """
+    """(len(qs), n, n) float32 quantiles (`_quantile`) of an n x n grid of blocks of a uint8
+    image."""
     h, w = img.shape
     hist = np.zeros((n * n, 256), np.int64)
     for y in range(h):
@@ -42,18 +39,8 @@ def block_quantiles(img: np.ndarray, n: int, qs: np.ndarray) -> np.ndarray:
             hist[by * n + bx, img[y, x]] += 1
     out = np.zeros((qs.size, n, n), np.float32)
     for b in range(n * n):
-        total = 0
-        for level in range(256):
-            total += hist[b, level]
         for k in range(qs.size):
-            wanted = qs[k] * total
-            below = 0
-            running = 0
-            for level in range(256):
-                running += hist[b, level]
-                if running < wanted:
-                    below += 1
-            out[k, b // n, b % n] = below
+            out[k, b // n, b % n] = _quantile(hist[b], qs[k])
     return out
 
 
